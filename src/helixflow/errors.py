@@ -1,0 +1,20 @@
+"""One error type whose message a person can act on: file, line, what, fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input found before any work started.
+
+    The message reads ``helixflow: FILE line N: WHAT; FIX``.
+    """
+
+    def __init__(self, what: str, *, path: str | Path | None = None,
+                 line: int | None = None, fix: str | None = None) -> None:
+        self.path, self.line, self.what, self.fix = path, line, what, fix
+        where = ""
+        if path is not None:
+            where = f"{path}" + (f" line {line}" if line is not None else "") + ": "
+        super().__init__(f"helixflow: {where}{what}" + (f"; {fix}" if fix else ""))
