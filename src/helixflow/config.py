@@ -1,0 +1,109 @@
+"""Validate the config and sample sheets against JSON Schema, with errors a person can act on.
+
+Snakemake's own ``validate`` reports raw jsonschema messages; here every error names the
+file, the key (or the sheet's line) and the fix, and defaults from the schema are filled in.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from .errors import InputError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+def load_schema(name: str, schema_dir: str | Path | None = None) -> dict:
+    return yaml.safe_load((Path(schema_dir or SCHEMA_DIR) / f"{name}.schema.yaml").read_text())
+
+
+def _key(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _subschema(schema: dict, path: list) -> dict:
+    node = schema
+    for part in path:
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+        if "$ref" in node:
+            node = schema["definitions"][node["$ref"].split("/")[-1]]
+    return node
+
+
+def _message(error: jsonschema.ValidationError, schema: dict, source: str) -> InputError:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted(_subschema(schema, path).get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        hints = [difflib.get_close_matches(u, known, n=1) for u in unknown]
+        fix = "; ".join(f"did you mean '{h[0]}'?" for h in hints if h) or \
+            f"known keys here: {', '.join(known)}"
+        key = _key(path + [unknown[0]]) if unknown else _key(path)
+        return InputError(f"key '{key}' is not a known setting", path=source, fix=fix)
+    if error.validator == "required":
+        return InputError(f"{error.message} (under '{_key(path)}')", path=source,
+                          fix="add the key; see workflow/schemas for what it means")
+    if error.validator == "type":
+        return InputError(f"key '{_key(path)}' must be {error.validator_value}, got "
+                          f"{error.instance!r}", path=source, fix="change its value")
+    return InputError(f"key '{_key(path)}': {error.message}", path=source,
+                      fix="see workflow/schemas/*.schema.yaml for allowed values")
+
+
+def _fill_defaults(instance: dict, schema: dict, root: dict) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if "$ref" in sub:
+            sub = root["definitions"][sub["$ref"].split("/")[-1]]
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict):
+            _fill_defaults(instance[key], sub, root)
+
+
+def validate_config(config: dict, source: str = "config/config.yaml",
+                    schema_dir: str | Path | None = None) -> dict:
+    """Return a copy of ``config`` with defaults filled in, or raise the first clear error."""
+    schema = load_schema("config", schema_dir)
+    config = copy.deepcopy(config)
+    _fill_defaults(config, schema, schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        raise _message(errors[0], schema, source)
+    return config
+
+
+def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read and validate a TSV sample sheet; errors name the line (header = line 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("sample sheet not found", path=path, fix="set 'samples' in the config")
+    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    schema = load_schema("samples", schema_dir)
+    for col in sheet.columns:
+        if col not in schema["properties"]:
+            raise InputError(f"unknown column '{col}'", path=path, line=1,
+                             fix=f"known columns: {', '.join(schema['properties'])}")
+    for i, row in enumerate(sheet.to_dict("records")):
+        row = {k: v for k, v in row.items() if v != "" or k in schema["required"]}
+        for error in jsonschema.Draft7Validator(schema).iter_errors(row):
+            raise InputError(f"column '{_key(error.absolute_path)}': {error.message}",
+                             path=path, line=i + 2, fix="fix the value")
+    duplicated = sheet["target"][sheet["target"].duplicated()]
+    if not duplicated.empty:
+        raise InputError(f"target '{duplicated.iloc[0]}' appears twice", path=path,
+                         line=int(duplicated.index[0]) + 2, fix="give each target one row")
+    for col in ("peaks_url", "peaks_sha256", "jaspar_id"):
+        if col not in sheet:
+            sheet[col] = ""
+    return sheet.set_index("target", drop=False)

@@ -1,0 +1,81 @@
+"""A DeepBind/Basset-style CNN: conv → ReLU → max-pool → dense → logit."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..files import atomic_path
+
+
+@dataclass
+class CNNConfig:
+    """Architecture of :class:`BindingCNN`; stored as ``config.json`` beside the weights."""
+
+    window: int = 200
+    filters: int = 32
+    kernel: int = 19
+    pool: int = 0          # max-pool width; 0 = global max over the whole window (DeepBind)
+    dense: int = 32        # hidden units of the dense layer; 0 = linear read-out
+    dropout: float = 0.2
+
+
+class BindingCNN(nn.Module):
+    """Binding logit from one-hot DNA.
+
+    Input ``X: torch.Tensor, shape=(n, 4, window)``; output logits, shape=(n,).
+    ``conv`` is the first (motif-detector) layer; its ReLU output is :meth:`activations`.
+    """
+
+    def __init__(self, config: CNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        conv_len = config.window - config.kernel + 1
+        pool = config.pool or conv_len
+        self.conv = nn.Conv1d(4, config.filters, config.kernel)
+        self.pool = nn.MaxPool1d(pool, pool)
+        self.dropout = nn.Dropout(config.dropout)
+        flat = config.filters * (conv_len // pool)
+        if config.dense:
+            self.head = nn.Sequential(nn.Linear(flat, config.dense), nn.ReLU(),
+                                      nn.Dropout(config.dropout), nn.Linear(config.dense, 1))
+        else:
+            self.head = nn.Linear(flat, 1)
+
+    def activations(self, X: torch.Tensor) -> torch.Tensor:
+        """First-layer filter activations after ReLU, shape=(n, filters, window - kernel + 1)."""
+        return torch.relu(self.conv(X))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        h = self.dropout(self.pool(self.activations(X)))
+        return self.head(h.flatten(1)).squeeze(-1)
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(model: BindingCNN, out_dir: str | Path) -> None:
+    """Write ``model.safetensors`` and ``config.json`` (atomically) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_dir / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"architecture": "BindingCNN"})
+    with atomic_path(out_dir / "config.json") as tmp:
+        tmp.write_text(json.dumps({"architecture": "BindingCNN", **asdict(model.config)},
+                                  indent=2) + "\n")
+
+
+def load_model(model_dir: str | Path) -> BindingCNN:
+    """Rebuild a :class:`BindingCNN` from ``config.json`` and ``model.safetensors`` (eval mode)."""
+    model_dir = Path(model_dir)
+    fields = json.loads((model_dir / "config.json").read_text())
+    fields.pop("architecture", None)
+    model = BindingCNN(CNNConfig(**fields))
+    model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+    return model.eval()

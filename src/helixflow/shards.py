@@ -1,0 +1,104 @@
+"""One-hot shards: per split, memory-mappable ``.npy`` arrays plus a checksummed JSON manifest.
+
+Layout of a shard directory::
+
+    manifest.json       window, alphabet, counts per split and label, sha256 of every
+                        array and of the source files
+    {split}.x.npy       uint8, shape=(n, 4, window), one-hot (A, C, G, T; N all-zero)
+    {split}.y.npy       uint8, shape=(n,), 1 = bound
+    {split}.names.txt   one window name per row, in array order
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tangermeme.ersatz import dinucleotide_shuffle
+
+from .encode import ALPHABET, one_hot_batch
+from .errors import InputError
+from .files import atomic_path, read_json, sha256sum, write_json
+from .genome import Genome
+from .intervals import SPLITS, read_windows
+
+
+def shuffled_sequences(X: np.ndarray, seed: int) -> np.ndarray:
+    """One dinucleotide shuffle per sequence (tangermeme), uint8 shape=(n, 4, L) like ``X``."""
+    if len(X) == 0:
+        return X
+    shuffled = dinucleotide_shuffle(torch.from_numpy(X.astype(np.int8)), n=1, random_state=seed)
+    return shuffled[:, 0].numpy().astype(np.uint8)
+
+
+def _write_array(path: Path, array: np.ndarray) -> dict:
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+    return {"file": path.name, "sha256": sha256sum(path), "shape": list(array.shape),
+            "dtype": str(array.dtype)}
+
+
+def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path, seed: int,
+                 sources: dict[str, str] | None = None) -> dict:
+    """Encode every window of ``windows_bed`` into per-split shards; returns the manifest.
+
+    Shuffle negatives (kind 'shuffle') are dinucleotide shuffles of their source window,
+    drawn with ``seed`` so a rebuild gives the same bytes.
+    """
+    out_dir = Path(out_dir)
+    windows = read_windows(windows_bed)
+    genome = Genome(fasta)
+    widths = set((windows["end"] - windows["start"]).tolist())
+    if len(widths) != 1:
+        raise InputError(f"windows have several widths {sorted(widths)}", path=windows_bed,
+                         fix="rebuild the windows with one 'windows: width'")
+    manifest = {"format": "helixflow-onehot-shards/1", "alphabet": ALPHABET,
+                "window": widths.pop(), "seed": seed, "splits": {},
+                "sources": {"windows": sha256sum(windows_bed), **(sources or {})}}
+    for split in SPLITS:
+        part = windows[windows["split"] == split].reset_index(drop=True)
+        seqs = [genome.fetch(c, s, e) for c, s, e in zip(part["chrom"], part["start"],
+                                                          part["end"], strict=True)]
+        X = one_hot_batch(seqs) if seqs else np.zeros((0, 4, manifest["window"]), np.uint8)
+        shuffle = (part["kind"] == "shuffle").to_numpy()
+        if shuffle.any():
+            X[shuffle] = shuffled_sequences(X[shuffle], seed + SPLITS.index(split))
+        y = part["label"].to_numpy(dtype=np.uint8)
+        with atomic_path(out_dir / f"{split}.names.txt") as tmp:
+            tmp.write_text("".join(f"{n}\n" for n in part["name"]))
+        manifest["splits"][split] = {
+            "n": len(part), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
+            "by_kind": part["kind"].value_counts().to_dict(),
+            "x": _write_array(out_dir / f"{split}.x.npy", X),
+            "y": _write_array(out_dir / f"{split}.y.npy", y),
+        }
+    genome.close()
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+@dataclass
+class Split:
+    """One split read from shards: ``X`` uint8 shape=(n, 4, L) (memory-mapped), ``y`` shape=(n,)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    names: list[str]
+
+
+def load_split(manifest_path: str | Path, split: str, verify: bool = True) -> Split:
+    """Memory-map one split's arrays, checking each file's sha256 against the manifest."""
+    manifest_path = Path(manifest_path)
+    entry = read_json(manifest_path)["splits"][split]
+    arrays = []
+    for key in ("x", "y"):
+        path = manifest_path.parent / entry[key]["file"]
+        if verify and sha256sum(path) != entry[key]["sha256"]:
+            raise InputError(f"checksum mismatch for {path.name}", path=path,
+                             fix="the shard changed after it was written; delete the shard "
+                             "directory and let the workflow rebuild it")
+        arrays.append(np.load(path, mmap_mode="r"))
+    names = (manifest_path.parent / f"{split}.names.txt").read_text().splitlines()
+    return Split(X=arrays[0], y=arrays[1], names=names)

@@ -1,0 +1,137 @@
+"""Supervised training of a sequence CNN, readable top to bottom.
+
+Build the model, optimizer and data; then for each epoch: shuffle, reverse-complement
+augment, step, evaluate on the valid split, log a row, keep the best weights, stop
+early when the valid AUROC has not improved for ``patience`` epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from .models.cnn import BindingCNN, CNNConfig, n_parameters
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; filled from the workflow's params."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 5               # 0 = no early stopping (train all epochs, keep the last)
+    rc_augment: bool = True
+    rc_average: bool = True         # score = mean of forward and reverse-complement logits
+    seed: int = 0
+    threads: int = 1
+    model: CNNConfig = field(default_factory=CNNConfig)
+
+
+def seed_everything(seed: int, threads: int) -> torch.Generator:
+    """Make a run repeatable on CPU: seeds, deterministic kernels, fixed thread count."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    return torch.Generator().manual_seed(seed)
+
+
+def rc(X: torch.Tensor) -> torch.Tensor:
+    """Reverse complement a one-hot batch, shape=(n, 4, L)."""
+    return X.flip(1).flip(2)
+
+
+@torch.no_grad()
+def predict(model: BindingCNN, X: np.ndarray, batch_size: int = 512,
+            rc_average: bool = True) -> np.ndarray:
+    """Logits for one-hot ``X`` (uint8, shape=(n, 4, L)), optionally strand-averaged."""
+    model.eval()
+    out = []
+    for i in range(0, len(X), batch_size):
+        xb = torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32))
+        logit = model(xb)
+        if rc_average:
+            logit = (logit + model(rc(xb))) / 2
+        out.append(logit)
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def _loss(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(nn.functional.binary_cross_entropy_with_logits(
+        torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
+
+
+def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
+              y_valid: np.ndarray, cfg: TrainConfig,
+              log=sys.stderr) -> tuple[BindingCNN, pd.DataFrame, dict]:
+    """Train a :class:`BindingCNN`; returns (best model, per-epoch history, summary).
+
+    ``X_*``: uint8 one-hot, shape=(n, 4, L); ``y_*``: 0/1, shape=(n,). The history has
+    epoch, train_loss, train_auroc, valid_loss, valid_auroc, seconds (train metrics are
+    measured on the training windows in eval mode, so they compare with valid).
+    """
+    generator = seed_everything(cfg.seed, cfg.threads)
+    model = BindingCNN(cfg.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
+    y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
+    rows, best, best_auroc, since_best = [], None, -np.inf, 0
+    started = time.time()
+    for epoch in range(1, cfg.epochs + 1):
+        tic = time.time()
+        model.train()
+        order = torch.randperm(len(X), generator=generator)
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb, yb = X[idx], y[idx]
+            if cfg.rc_augment:
+                flip = torch.rand(len(idx), generator=generator) < 0.5
+                xb = torch.where(flip[:, None, None], rc(xb), xb)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+        train_logits = predict(model, X_train, rc_average=cfg.rc_average)
+        valid_logits = predict(model, X_valid, rc_average=cfg.rc_average)
+        row = {"epoch": epoch, "train_loss": _loss(train_logits, y_train),
+               "train_auroc": _auroc(y_train, train_logits),
+               "valid_loss": _loss(valid_logits, y_valid),
+               "valid_auroc": _auroc(y_valid, valid_logits), "seconds": time.time() - tic}
+        rows.append(row)
+        improved = row["valid_auroc"] > best_auroc
+        if improved or cfg.patience == 0:
+            best, best_auroc, since_best = copy.deepcopy(model.state_dict()), row[
+                "valid_auroc"], 0
+        else:
+            since_best += 1
+        print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
+              f"auroc {row['train_auroc']:.4f}  valid loss {row['valid_loss']:.4f} "
+              f"auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
+              + ("  *" if improved else ""), file=log, flush=True)
+        if cfg.patience and since_best >= cfg.patience:
+            print(f"early stop: valid AUROC not better for {cfg.patience} epochs", file=log)
+            break
+    model.load_state_dict(best)
+    model.eval()
+    history = pd.DataFrame(rows)
+    chosen = history.loc[history["valid_auroc"].idxmax()] if cfg.patience else history.iloc[-1]
+    summary = {"n_params": n_parameters(model), "epochs_run": len(rows),
+               "best_epoch": int(chosen["epoch"]), "valid_auroc": float(chosen["valid_auroc"]),
+               "train_auroc": float(chosen["train_auroc"]), "seconds": time.time() - started,
+               "config": asdict(cfg)}
+    return model, history, summary
