@@ -123,8 +123,8 @@ def bootstrap_metrics(y: np.ndarray, score: np.ndarray, n_boot: int = 1000, seed
 
     y: np.ndarray, shape=(n,) 0/1 labels; score: np.ndarray, shape=(n,) higher = more positive.
     Returns ``{n_pos, n_neg, auroc, auroc_lo, auroc_hi, auprc, auprc_lo, auprc_hi}`` (plain Python
-    numbers; AUPRC clipped to <= 1 against float rounding); the interval covers the central ``level`` fraction of the replicates.
-    Deterministic for a given ``seed``.
+    numbers; AUPRC clipped to <= 1 against float rounding); the interval covers the central
+    ``level`` fraction of the replicates. Deterministic for a given ``seed``.
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")

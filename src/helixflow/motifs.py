@@ -303,7 +303,9 @@ def _to_motif(motif: Any, release: str) -> JasparMotif:
 def _fetch(tax_group: str | None, collection: str, release: str) -> tuple[JasparMotif, ...]:
     db = _connect(release)
     groups = None if tax_group is None else [tax_group]
-    found = db.fetch_motifs(collection=collection, tax_group=groups, all_versions=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyjaspar warns on an empty selection; raised below
+        found = db.fetch_motifs(collection=collection, tax_group=groups, all_versions=False)
     motifs = tuple(_to_motif(m, db.release) for m in found)
     if not motifs:
         known = db.conn.execute("SELECT DISTINCT VAL FROM MATRIX_ANNOTATION "
@@ -509,7 +511,9 @@ def plot_filter_logos(path_png: str | Path, panels: list[dict]) -> None:
             if panel.get("strand", "+") == "-":
                 match = reverse_complement_ppm(match)
             lo, hi = min(lo, -offset), max(hi, match.shape[1] - offset)
-        logomaker.Logo(_ic_frame(query), ax=ax_q, color_scheme="classic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an all-zero logo (uniform ppm) warns on ylim
+            logomaker.Logo(_ic_frame(query), ax=ax_q, color_scheme="classic")
         ax_q.set_title(str(panel.get("title", "")), fontsize=10, loc="left")
         if match is not None:
             logomaker.Logo(_ic_frame(match, start=-offset), ax=ax_m, color_scheme="classic")

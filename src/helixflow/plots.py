@@ -18,6 +18,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -64,7 +65,9 @@ def apply_style() -> None:
 
 
 def _figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)  # attach a renderer without touching pyplot's backend
+    return fig
 
 
 def save_figure(fig: Figure, path_png: str | Path) -> tuple[Path, Path]:
@@ -73,10 +76,10 @@ def save_figure(fig: Figure, path_png: str | Path) -> tuple[Path, Path]:
     The figure is closed afterwards. Returns (png_path, svg_path).
     """
     png = Path(path_png)
-    if png.suffix.lower() != ".png":
-        raise ValueError(f"save_figure needs a .png path, got {png}")
     svg = png.with_suffix(".svg")
     try:
+        if png.suffix.lower() != ".png":
+            raise ValueError(f"save_figure needs a .png path, got {png}")
         with matplotlib.rc_context(STYLE):
             with atomic_path(png) as tmp:
                 fig.savefig(tmp, format="png", dpi=150)
@@ -104,18 +107,18 @@ def _positive_rate(values: Mapping) -> float | None:
 
 
 def plot_roc_pr(path_png: str | Path, curves_by_model: Mapping[str, Mapping[str, np.ndarray]],
-                metrics_by_model: Mapping[str, Mapping], title: str) -> tuple[Path, Path]:
+                metrics_by_model: Mapping[str, Mapping], title: str,
+                level: float = 0.95) -> tuple[Path, Path]:
     """ROC (left) and precision–recall (right) curves of several models on one data set.
 
     curves_by_model: model → ``evaluate.curves`` dict (fpr, tpr, precision, recall).
     metrics_by_model: model → ``evaluate.bootstrap_metrics`` dict (legend values; n_pos/n_neg give
-    the precision–recall baseline). Legends sit below the panels so they never hide a curve.
+    the precision–recall baseline); ``level`` is their interval level, shown in the legend title.
+    Legends sit below the panels so they never hide a curve.
     """
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10.0, 5.4)
+        fig = _figure(9.6, 6.6)  # roughly square panels above the legends
         ax_roc, ax_pr = fig.subplots(1, 2)
-        ax_roc.plot([0, 1], [0, 1], color=GREY, linestyle=":", linewidth=1.0,
-                    label="chance  AUROC 0.50")
         rates: dict[str, float] = {}
         for i, (model, curve) in enumerate(curves_by_model.items()):
             colour = PALETTE[i % len(PALETTE)]
@@ -127,24 +130,26 @@ def plot_roc_pr(path_png: str | Path, curves_by_model: Mapping[str, Mapping[str,
             rate = _positive_rate(values)
             if rate is not None:
                 rates[model] = rate
+        ax_roc.plot([0, 1], [0, 1], color=GREY, linestyle=":", linewidth=1.0, zorder=1,
+                    label="chance  AUROC 0.50")
         distinct = sorted({round(rate, 6) for rate in rates.values()})
         if len(distinct) == 1:
-            ax_pr.axhline(distinct[0], color=GREY, linestyle="--", linewidth=1.0,
-                          label=f"chance (positive rate {distinct[0]:.2f})")
+            ax_pr.axhline(distinct[0], color=GREY, linestyle=":", linewidth=1.0, zorder=1,
+                          label=f"chance  AUPRC {distinct[0]:.2f} (positive rate)")
         else:  # models evaluated on different windows: one baseline per model
             for i, (model, rate) in enumerate(rates.items()):
-                ax_pr.axhline(rate, color=PALETTE[i % len(PALETTE)], linestyle="--",
-                              linewidth=0.9, label=f"{model} chance ({rate:.2f})")
+                ax_pr.axhline(rate, color=PALETTE[i % len(PALETTE)], linestyle=":",
+                              linewidth=1.0, zorder=1, label=f"{model} chance  AUPRC {rate:.2f}")
         ax_roc.set(xlabel="False positive rate (1 − specificity)",
                    ylabel="True positive rate (sensitivity)", title="ROC curve")
         ax_pr.set(xlabel="Recall (sensitivity)", ylabel="Precision (positive predictive value)",
                   title="Precision–recall curve")
-        for ax in (ax_roc, ax_pr):
+        for ax, metric in ((ax_roc, "AUROC"), (ax_pr, "AUPRC")):
             ax.set_xlim(-0.01, 1.01)
             ax.set_ylim(-0.01, 1.01)
-            ax.set_aspect("equal")
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1,
-                      handlelength=2.2)
+            legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=1,
+                               handlelength=2.2, title=f"model  {metric} [{level:.0%} CI]")
+            legend.get_title().set_fontsize(9)
         fig.suptitle(title)
         return save_figure(fig, path_png)
 
@@ -180,6 +185,9 @@ def plot_learning_curves(path_png: str | Path, histories: Mapping[str, pd.DataFr
                 ax_auc.plot(epoch[best], valid[best], marker="o", markersize=5, color=colour,
                             linestyle="none")
             handles.append(Line2D([], [], color=colour, linewidth=3, label=name))
+        n_rows = 3 if len(handles) <= 9 else -(-len(handles) // 4)
+        blank = Line2D([], [], linestyle="none", label=" ")
+        handles += [blank] * (-len(handles) % n_rows)  # style key starts a fresh column
         handles += [
             Line2D([], [], color="#333333", linestyle="-", label="train"),
             Line2D([], [], color="#333333", linestyle="--", label="valid"),
@@ -190,19 +198,18 @@ def plot_learning_curves(path_png: str | Path, histories: Mapping[str, pd.DataFr
         ax_auc.set(xlabel="Epoch", ylabel="AUROC", title="AUROC")
         for ax in (ax_loss, ax_auc):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.legend(handles=handles, loc="outside lower center",
-                   ncols=min(len(handles), 4 if len(handles) > 6 else len(handles)))
+        fig.legend(handles=handles, loc="outside lower center", ncols=-(-len(handles) // n_rows))
         fig.suptitle(title)
         return save_figure(fig, path_png)
 
 
-def _dodge(log_params: np.ndarray, width: float = 0.05) -> np.ndarray:
-    """Spread points whose log10 parameter counts nearly coincide; returns log10 positions."""
+def _dodge(log_params: np.ndarray, width: float) -> np.ndarray:
+    """Spread points closer than ``width`` (log10 units) side by side; returns log10 positions."""
     positions = log_params.astype(float).copy()
     order = np.argsort(log_params, kind="stable")
     groups: list[list[int]] = []
     for i in order:
-        if groups and log_params[i] - log_params[groups[-1][0]] < width:
+        if groups and log_params[i] - log_params[groups[-1][-1]] < width:
             groups[-1].append(int(i))
         else:
             groups.append([int(i)])
@@ -211,33 +218,6 @@ def _dodge(log_params: np.ndarray, width: float = 0.05) -> np.ndarray:
         for j, i in enumerate(group):
             positions[i] = centre + width * (j - (len(group) - 1) / 2)
     return positions
-
-
-def _separate_labels(fig: Figure, texts: list, pad: float = 1.5, rounds: int = 100) -> None:
-    """Nudge annotation texts vertically (in points) until their boxes do not overlap."""
-    if len(texts) < 2:
-        return
-    renderer = fig.canvas.get_renderer()
-    scale = fig.dpi / 72.0  # display pixels per point
-    for _ in range(rounds):
-        boxes = [text.get_window_extent(renderer) for text in texts]
-        moved = False
-        for a in range(len(texts)):
-            for b in range(a + 1, len(texts)):
-                box_a, box_b = boxes[a], boxes[b]
-                if not box_a.overlaps(box_b):
-                    continue
-                # push the lower one down and the upper one up, half the overlap each
-                upper, lower = (a, b) if box_a.y0 + box_a.y1 >= box_b.y0 + box_b.y1 else (b, a)
-                overlap = boxes[lower].y1 - boxes[upper].y0 + pad * scale
-                shift = overlap / 2 / scale
-                for index, sign in ((upper, 1), (lower, -1)):
-                    x, y = texts[index].xyann
-                    texts[index].xyann = (x, y + sign * shift)
-                moved = True
-                boxes = [text.get_window_extent(renderer) for text in texts]
-        if not moved:
-            return
 
 
 BIAS_VARIANCE_COLUMNS = ["arm", "n_params", "regularized", "final_train_auroc",
@@ -249,7 +229,8 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
 
     table: one row per arm with columns arm, n_params, regularized (bool), final_train_auroc,
     final_valid_auroc and optionally best_valid_auroc. x = trainable parameters (log scale).
-    Filled markers = regularized arm, open markers = unregularized. A large train–valid gap is
+    Filled markers = regularized arm, open markers = unregularized; arms of (nearly) equal size are
+    spread slightly sideways so none hides another. A large train–valid gap is
     variance (overfitting); low train and valid AUROC together is bias (underfitting).
     """
     missing = [c for c in BIAS_VARIANCE_COLUMNS if c not in table.columns]
@@ -262,9 +243,10 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
     with matplotlib.rc_context(STYLE):
         fig = _figure(7.5, 5.2)
         ax = fig.subplots()
-        log_x = _dodge(np.log10(table["n_params"].to_numpy(dtype=float)))
+        log_params = np.log10(table["n_params"].to_numpy(dtype=float))
+        log_x = _dodge(log_params, width=0.04 + 0.025 * np.ptp(log_params))
+        dodged = not np.allclose(log_x, log_params)
         xs = 10.0**log_x
-        texts = []
         for x, row in zip(xs, table.itertuples(index=False), strict=True):
             train, valid = float(row.final_train_auroc), float(row.final_valid_auroc)
             filled = bool(row.regularized)
@@ -276,18 +258,18 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
             if has_best and pd.notna(row.best_valid_auroc):
                 ax.plot(x, float(row.best_valid_auroc), marker="_", markersize=10,
                         markeredgewidth=1.5, color=valid_colour, linestyle="none", zorder=2)
-            texts.append(ax.annotate(str(row.arm), xy=(x, (train + valid) / 2),
-                                     xytext=(6, 0), textcoords="offset points", fontsize=7.5,
-                                     ha="left", va="center", color="#333333", zorder=4))
+            # name written downwards under the lower marker: dodged arms never share that space
+            ax.annotate(str(row.arm), xy=(x, min(train, valid)), xytext=(0, -7),
+                        textcoords="offset points", rotation=90, fontsize=7.5, ha="center",
+                        va="top", color="#333333", zorder=4)
         ax.set_xscale("log")
-        span = np.ptp(log_x) if len(log_x) > 1 else 0.0
-        margin = max(0.25, 0.08 * span)
-        ax.set_xlim(10 ** (log_x.min() - margin), 10 ** (log_x.max() + margin + 0.12 * span))
+        margin = max(0.3, 0.08 * np.ptp(log_x))
+        ax.set_xlim(10 ** (log_x.min() - margin), 10 ** (log_x.max() + margin))
         low = np.nanmin(table[["final_train_auroc", "final_valid_auroc"]].to_numpy(dtype=float))
         ax.set_ylim(max(0.0, min(0.5, low) - 0.03), 1.01)
         ax.axhline(0.5, color=GREY, linestyle=":", linewidth=1.0)
-        ax.set(xlabel="Trainable parameters (count, log scale)", ylabel="AUROC (final epoch)",
-               title=title)
+        ax.set(xlabel="Trainable parameters (count, log scale)", ylabel="AUROC (final epoch)")
+        fig.suptitle(title)
         handles = [
             Line2D([], [], marker="o", color=train_colour, linestyle="none", markersize=7,
                    label="train"),
@@ -306,9 +288,10 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
             Line2D([], [], color=GREY, linewidth=0.9, label="train–valid gap"),
             Line2D([], [], color=GREY, linestyle=":", linewidth=1.0, label="chance (0.5)"),
         ]
+        if dodged:
+            handles.append(Line2D([], [], linestyle="none",
+                                  label="(arms of about equal size\n are drawn side by side)"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        fig.canvas.draw()  # lay out once so text extents are final before de-overlapping
-        _separate_labels(fig, texts)
         return save_figure(fig, path_png)
 
 

@@ -135,3 +135,41 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
                "train_auroc": float(chosen["train_auroc"]), "seconds": time.time() - started,
                "config": asdict(cfg)}
     return model, history, summary
+
+
+def make_config(architecture: dict, training: dict, overrides: dict | None = None,
+                seed: int = 0, threads: int = 1) -> TrainConfig:
+    """A :class:`TrainConfig` from the workflow's dicts; ``overrides`` may touch either part."""
+    arch, opt = dict(architecture), dict(training)
+    for key, value in (overrides or {}).items():
+        if key in CNNConfig.__dataclass_fields__:
+            arch[key] = value
+        elif key in TrainConfig.__dataclass_fields__:
+            opt[key] = value
+        else:
+            raise KeyError(f"unknown CNN setting '{key}' in the grid")
+    return TrainConfig(**opt, seed=seed, threads=threads, model=CNNConfig(**arch))
+
+
+def select_on_valid(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
+                    y_valid: np.ndarray, candidates: list[TrainConfig],
+                    log=sys.stderr) -> tuple[BindingCNN, pd.DataFrame, dict, pd.DataFrame]:
+    """Train every candidate; keep the one with the best valid AUROC (the test split is unseen).
+
+    Returns (model, its history, its summary, one row per candidate).
+    """
+    best = None
+    rows = []
+    for i, cfg in enumerate(candidates):
+        print(f"candidate {i + 1}/{len(candidates)}: {asdict(cfg.model)} lr={cfg.lr}",
+              file=log, flush=True)
+        model, history, summary = train_cnn(X_train, y_train, X_valid, y_valid, cfg, log=log)
+        rows.append({"candidate": i, **asdict(cfg.model), "lr": cfg.lr,
+                     "weight_decay": cfg.weight_decay, "n_params": summary["n_params"],
+                     "best_epoch": summary["best_epoch"], "valid_auroc": summary["valid_auroc"]})
+        if best is None or summary["valid_auroc"] > best[2]["valid_auroc"]:
+            best = (model, history, summary)
+    table = pd.DataFrame(rows)
+    table["chosen"] = table["valid_auroc"] == best[2]["valid_auroc"]
+    table.loc[table["chosen"].cumsum() > 1, "chosen"] = False
+    return best[0], best[1], best[2], table

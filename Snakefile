@@ -1,0 +1,26 @@
+# HelixFlow: genome FASTA + ChIP peaks → labelled windows → CNN → held-out metrics,
+# JASPAR-matched motifs, the overfitting sweep, figures and an HTML report.
+# This file is the entry point only; each stage family lives in workflow/rules/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/motifs.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

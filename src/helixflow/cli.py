@@ -1,0 +1,353 @@
+"""``helixflow STAGE ...``: one entry point, one sub-command per workflow step.
+
+Each sub-command parses paths and settings, calls the library and writes its outputs
+atomically with a ``record.json``. Snakemake rules are one such command each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+def _json(text: str):
+    return json.loads(text)
+
+
+def cmd_stage(a: argparse.Namespace) -> None:
+    from .stage import stage_input
+    stage_input(a.relpath, a.out, mirror=a.mirror, url=a.url or None, sha256=a.sha256 or None)
+
+
+def cmd_index_genome(a: argparse.Namespace) -> None:
+    from .genome import index_genome
+    sizes = index_genome(a.fasta, a.out, a.sizes)
+    print(f"indexed {len(sizes)} chromosomes, {sum(sizes.values()):,} bp", file=sys.stderr)
+
+
+def cmd_check_inputs(a: argparse.Namespace) -> None:
+    from .files import sha256sum, write_json
+    from .genome import read_aliases, read_fai
+    from .intervals import read_blacklist, read_peaks
+    sizes, aliases = read_fai(a.sizes), read_aliases(a.aliases)
+    blacklist = read_blacklist(a.blacklist, sizes, aliases)
+    summary = {"genome": {"chromosomes": len(sizes), "bp": sum(sizes.values())},
+               "blacklist_regions": len(blacklist), "targets": {}}
+    for spec in a.peaks:
+        target, fmt, path = spec.split(":", 2)
+        peaks = read_peaks(path, sizes, aliases, fmt)
+        summary["targets"][target] = {"path": path, "peaks": len(peaks),
+                                      "sha256": sha256sum(path)}
+        print(f"{target}: {len(peaks)} peaks OK", file=sys.stderr)
+    write_json(a.out, summary)
+
+
+def cmd_windows(a: argparse.Namespace) -> None:
+    from .files import atomic_path
+    from .genome import read_aliases, read_fai
+    from .intervals import labelled_windows, read_blacklist, read_peaks, resolve_splits
+    from .records import write_record
+    sizes, aliases = read_fai(a.sizes), read_aliases(a.aliases)
+    p = a.params
+    split_of = resolve_splits(sizes, p["splits"]["valid"], p["splits"]["test"],
+                              p["splits"].get("train"))
+    peaks = read_peaks(a.peaks, sizes, aliases, a.format)
+    blacklist = read_blacklist(a.blacklist, sizes, aliases)
+    w = p["windows"]
+    table, stats = labelled_windows(peaks, blacklist, a.fasta, sizes, split_of, w["width"],
+                                    w["negative_ratio"], w["shuffled_ratio"], w["gc_bins"],
+                                    w["max_n_fraction"], p["seed"])
+    with atomic_path(a.out) as tmp:
+        table.to_csv(tmp, sep="\t", header=False, index=False)
+    counts = table.groupby(["split", "kind"]).size().unstack(fill_value=0)
+    gc = table.groupby(["split", "label"])["gc"].mean().unstack()
+    print(counts.to_string(), file=sys.stderr)
+    write_record(a.record, "windows", p, {"peaks": a.peaks, "blacklist": a.blacklist or ""},
+                 {**stats, "counts": counts.to_dict(orient="index"),
+                  "mean_gc": gc.round(4).to_dict(orient="index")})
+
+
+def cmd_check_splits(a: argparse.Namespace) -> None:
+    from .files import write_json
+    from .genome import read_fai
+    from .intervals import SPLITS, read_windows, resolve_splits, split_problems
+    s = a.params
+    split_of = resolve_splits(read_fai(a.sizes), s["valid"], s["test"], s.get("train"))
+    windows = read_windows(a.windows)
+    problems = split_problems(windows, split_of)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise InputError(f"{len(problems)} windows leak across splits:\n  {shown}",
+                         path=a.windows, fix="fix 'splits' in the config or the windows step")
+    write_json(a.out, {"ok": True, "windows": len(windows),
+                       "per_split": {s: int((windows["split"] == s).sum()) for s in SPLITS},
+                       "chromosomes": {s: sorted(c for c, v in split_of.items() if v == s)
+                                       for s in SPLITS},
+                       "checked": ["every window lies on a chromosome of its own split",
+                                   "no window overlaps a window of another split",
+                                   "no chromosome is in two splits"]})
+
+
+def cmd_shards(a: argparse.Namespace) -> None:
+    from .files import sha256sum
+    from .shards import build_shards
+    manifest = build_shards(a.windows, a.fasta, a.out_dir, a.seed,
+                            sources={"genome_fai": sha256sum(f"{a.fasta}.fai")})
+    for split, entry in manifest["splits"].items():
+        print(f"{split}: {entry['n_pos']} positive, {entry['n_neg']} negative", file=sys.stderr)
+
+
+def _write_predictions(path, names, y, score) -> None:
+    from .evaluate import write_predictions
+    write_predictions(path, names, y, score)
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .files import write_tsv
+    from .models.cnn import save_model
+    from .records import write_record
+    from .shards import load_split
+    from .train import make_config, predict, select_on_valid
+    p = a.params
+    train, valid, test = (load_split(a.shards, s) for s in ("train", "valid", "test"))
+    grid = p["grid"] or [{}]
+    candidates = [make_config(p["architecture"], p["training"], g, seed=p["seed"],
+                              threads=a.threads) for g in grid]
+    model, history, summary, table = select_on_valid(train.X, train.y, valid.X, valid.y,
+                                                     candidates)
+    out = Path(a.out_dir)
+    save_model(model, out)
+    write_tsv(out / "history.tsv", history.round(5))
+    write_tsv(out / "grid.tsv", table.round(5))
+    rc_average = summary["config"]["rc_average"]
+    _write_predictions(out / "test_predictions.tsv", test.names, test.y,
+                       predict(model, test.X, rc_average=rc_average))
+    write_record(out / "record.json", "train_cnn", p, {"shards": a.shards},
+                 {k: v for k, v in summary.items() if k != "config"} | {
+                     "chosen": summary["config"], "selection": "best valid AUROC"})
+
+
+def cmd_sweep_arm(a: argparse.Namespace) -> None:
+    from .files import write_tsv
+    from .records import write_record
+    from .shards import load_split
+    from .sweep import arm_config
+    from .train import train_cnn
+    p = a.params
+    train, valid = load_split(a.shards, "train"), load_split(a.shards, "valid")
+    cfg = arm_config(p["arm"], p["architecture"], p["training"], p["epochs"], p["seed"],
+                     a.threads)
+    _, history, summary = train_cnn(train.X, train.y, valid.X, valid.y, cfg)
+    out = Path(a.out_dir)
+    write_tsv(out / "history.tsv", history.round(5))
+    write_record(out / "record.json", "sweep_arm", p, {"shards": a.shards},
+                 {k: v for k, v in summary.items() if k != "config"})
+
+
+def cmd_sweep_summary(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .files import read_json, write_tsv
+    from .plots import plot_bias_variance, plot_learning_curves
+    from .sweep import sweep_table
+    records = [read_json(Path(d) / "record.json") for d in a.arm_dirs]
+    histories = [pd.read_csv(Path(d) / "history.tsv", sep="\t") for d in a.arm_dirs]
+    table = sweep_table(records, histories)
+    write_tsv(a.out, table.round(5))
+    names = [r["params"]["arm"]["name"] for r in records]
+    plot_learning_curves(a.curves, dict(zip(names, histories, strict=True)),
+                         title=f"{a.target}: train (solid) vs valid (dashed) per epoch")
+    plot_bias_variance(a.bias_variance, table,
+                       title=f"{a.target}: capacity vs train/valid AUROC")
+
+
+def cmd_kmer_baseline(a: argparse.Namespace) -> None:
+    from .kmers import fit_kmer_logreg
+    from .records import write_record
+    from .shards import load_split
+    p = a.params
+    train, valid, test = (load_split(a.shards, s) for s in ("train", "valid", "test"))
+    model, selection = fit_kmer_logreg(train.X, train.y, valid.X, valid.y,
+                                       k_values=tuple(p["kmer_k"]),
+                                       C_values=tuple(p["kmer_C"]), seed=p["seed"])
+    out = Path(a.out_dir)
+    _write_predictions(out / "test_predictions.tsv", test.names, test.y, model.predict(test.X))
+    write_record(out / "record.json", "kmer_logreg", p, {"shards": a.shards}, selection)
+
+
+def cmd_pwm_baseline(a: argparse.Namespace) -> None:
+    from .motifs import jaspar_motif, max_pwm_score, pwm_logodds
+    from .records import write_record
+    from .shards import load_split
+    test = load_split(a.shards, "test")
+    motif = jaspar_motif(a.jaspar_id, release=a.release)
+    score = max_pwm_score(test.X, pwm_logodds(motif.ppm))
+    out = Path(a.out_dir)
+    _write_predictions(out / "test_predictions.tsv", test.names, test.y, score)
+    write_record(out / "record.json", "pwm_jaspar", {"jaspar_id": a.jaspar_id},
+                 {"shards": a.shards}, {"matrix_id": motif.matrix_id, "name": motif.name,
+                                        "score": "max log2-odds over both strands, "
+                                                 "uniform background"})
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .evaluate import curves, metrics_row, read_predictions
+    from .files import write_tsv
+    from .plots import plot_roc_pr
+    rows, curve, metric = [], {}, {}
+    for spec in a.predictions:
+        model, path = spec.split("=", 1)
+        pred = read_predictions(path)
+        row = metrics_row(a.target, model, "test", pred["label"].to_numpy(),
+                          pred["score"].to_numpy(), n_boot=a.n_boot, seed=a.seed,
+                          level=a.level)
+        rows.append(row)
+        curve[model] = curves(pred["label"].to_numpy(), pred["score"].to_numpy())
+        metric[model] = row
+    write_tsv(a.out, pd.DataFrame(rows).round(4))
+    plot_roc_pr(a.figure, curve, metric,
+                title=f"{a.target}: held-out test chromosomes")
+
+
+def cmd_motifs(a: argparse.Namespace) -> None:
+    from .motif_report import motif_report
+    motif_report(a.target, a.shards, a.model_dir, a.out_dir, a.figure, jaspar_id=a.jaspar_id,
+                 tax_group=a.tax_group, params=a.params)
+
+
+def cmd_summarize(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .files import write_tsv
+    from .plots import plot_metric_summary
+    tables = [pd.read_csv(p, sep="\t") for p in a.tables]
+    table = pd.concat(tables, ignore_index=True)
+    write_tsv(a.out, table)
+    if a.figure:
+        plot_metric_summary(a.figure, table, title="Held-out test chromosomes: AUROC and AUPRC "
+                            f"with {a.level_pct}% bootstrap intervals")
+
+
+def cmd_report_summary(a: argparse.Namespace) -> None:
+    from .report import write_summary
+    write_summary(a.out, metrics=a.metrics, motifs=a.motifs, sweep=a.sweep, inputs=a.inputs,
+                  config=a.config, records=a.records)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helixflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("stage", cmd_stage, "copy an input from the mirror (or download it), check sha256")
+    p.add_argument("--relpath", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mirror", default=None)
+    p.add_argument("--url", default="")
+    p.add_argument("--sha256", default="")
+
+    p = add("index-genome", cmd_index_genome, "decompress and faidx-index a genome FASTA")
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--sizes", required=True)
+
+    p = add("check-inputs", cmd_check_inputs, "validate every peaks file against the genome")
+    p.add_argument("--sizes", required=True)
+    p.add_argument("--aliases", default=None)
+    p.add_argument("--blacklist", default=None)
+    p.add_argument("--peaks", nargs="+", required=True, metavar="TARGET:FORMAT:PATH")
+    p.add_argument("--out", required=True)
+
+    p = add("windows", cmd_windows, "labelled summit windows with GC-matched negatives")
+    for arg in ("--peaks", "--sizes", "--fasta", "--out", "--record"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--format", default="auto")
+    p.add_argument("--aliases", default=None)
+    p.add_argument("--blacklist", default=None)
+    p.add_argument("--params", type=_json, required=True, help="JSON: seed, splits, windows")
+
+    p = add("check-splits", cmd_check_splits, "fail if any window leaks across splits")
+    for arg in ("--windows", "--sizes", "--out"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--params", type=_json, required=True, help="JSON: the config's splits")
+
+    p = add("shards", cmd_shards, "one-hot shards with a checksummed manifest")
+    for arg in ("--windows", "--fasta", "--out-dir"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--seed", type=int, default=0)
+
+    for name, func, help in (("train", cmd_train, "train the CNN, pick settings on valid"),
+                             ("sweep-arm", cmd_sweep_arm, "train one capacity-sweep arm")):
+        p = add(name, func, help)
+        p.add_argument("--shards", required=True)
+        p.add_argument("--out-dir", required=True)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--params", type=_json, required=True)
+
+    p = add("sweep-summary", cmd_sweep_summary, "table and figures of the capacity sweep")
+    p.add_argument("--target", required=True)
+    p.add_argument("--arm-dirs", nargs="+", required=True)
+    for arg in ("--out", "--curves", "--bias-variance"):
+        p.add_argument(arg, required=True)
+
+    p = add("kmer-baseline", cmd_kmer_baseline, "k-mer logistic regression (k, C on valid)")
+    p.add_argument("--shards", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--params", type=_json, required=True)
+
+    p = add("pwm-baseline", cmd_pwm_baseline, "score windows with the target's JASPAR PWM")
+    p.add_argument("--shards", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--jaspar-id", required=True)
+    p.add_argument("--release", default=None)
+
+    p = add("evaluate", cmd_evaluate, "held-out metrics with bootstrap intervals, ROC/PR")
+    p.add_argument("--target", required=True)
+    p.add_argument("--predictions", nargs="+", required=True, metavar="MODEL=PATH")
+    p.add_argument("--out", required=True)
+    p.add_argument("--figure", required=True)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("motifs", cmd_motifs, "filters → PWMs → MEME → Tomtom vs JASPAR → logos")
+    for arg in ("--target", "--shards", "--model-dir", "--out-dir", "--figure", "--tax-group"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--jaspar-id", default="")
+    p.add_argument("--params", type=_json, required=True)
+
+    p = add("summarize", cmd_summarize, "concatenate per-target tables (and plot metrics)")
+    p.add_argument("--tables", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--figure", default=None)
+    p.add_argument("--level-pct", default="95")
+
+    p = add("report-summary", cmd_report_summary, "the report's summary page")
+    for arg in ("--out", "--metrics", "--motifs", "--sweep", "--inputs", "--config"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--records", nargs="*", default=[])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(err, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The small JSON record each step writes next to its output (bpnet-lite style)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .files import sha256sum, write_json
+
+PACKAGES = ("helixflow", "numpy", "pandas", "torch", "scikit-learn", "pyfaidx", "pysam",
+            "pybedtools", "pyjaspar", "memelite", "logomaker", "tangermeme", "matplotlib",
+            "safetensors", "snakemake")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_record(path: str | Path, step: str, params: dict[str, Any],
+                 inputs: dict[str, str | Path], results: dict[str, Any]) -> dict:
+    """Write ``record.json``: what ran, with which params, inputs' sha256, versions, results."""
+    record = {
+        "step": step,
+        "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "params": params,
+        "inputs": {name: {"path": str(p), "sha256": sha256sum(p)} for name, p in inputs.items()
+                   if Path(p).is_file()},
+        "versions": package_versions(),
+        "results": results,
+    }
+    write_json(path, record)
+    return record

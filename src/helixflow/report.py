@@ -1,0 +1,154 @@
+"""The report's summary page: headline numbers (from the result tables) and provenance."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .files import atomic_path, read_json, sha256sum
+from .records import package_versions
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:70em;margin:1.5em auto;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#0a6e31;font-weight:600}.no{color:#a3261b;font-weight:600}
+pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:85%}
+h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
+"""
+
+
+def _interval(row: pd.Series, metric: str) -> str:
+    return f"{row[metric]:.3f} [{row[metric + '_lo']:.3f}, {row[metric + '_hi']:.3f}]"
+
+
+def metrics_table(metrics: pd.DataFrame) -> str:
+    """Targets as rows, models as column groups: AUROC and AUPRC with intervals."""
+    models = list(dict.fromkeys(metrics["model"]))
+    head = "".join(f"<th colspan=2>{html.escape(m)}</th>" for m in models)
+    sub = "<th>AUROC</th><th>AUPRC</th>" * len(models)
+    body = []
+    for target, rows in metrics.groupby("target", sort=False):
+        first = rows.iloc[0]
+        cells = []
+        best = rows["auroc"].max()
+        for model in models:
+            row = rows[rows["model"] == model]
+            if row.empty:
+                cells.append("<td>–</td><td>–</td>")
+                continue
+            r = row.iloc[0]
+            bold = ("<b>", "</b>") if r["auroc"] == best else ("", "")
+            cells.append(f"<td class=num>{bold[0]}{_interval(r, 'auroc')}{bold[1]}</td>"
+                         f"<td class=num>{_interval(r, 'auprc')}</td>")
+        body.append(f"<tr><td>{html.escape(target)}</td><td class=num>{first['n_pos']}</td>"
+                    f"<td class=num>{first['n_neg']}</td>{''.join(cells)}</tr>")
+    return (f"<table><tr><th rowspan=2>target</th><th rowspan=2>test +</th>"
+            f"<th rowspan=2>test −</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>")
+
+
+def motif_sentences(motifs: pd.DataFrame) -> str:
+    items = []
+    for r in motifs.itertuples():
+        if not r.jaspar_id:
+            items.append(f"<li>{html.escape(r.target)}: no JASPAR motif given.</li>")
+        elif r.recovered:
+            items.append(f"<li><span class=ok>{html.escape(r.target)}: recovered</span> — "
+                         f"{html.escape(str(r.best_filter))} matches {r.jaspar_id} "
+                         f"({html.escape(r.jaspar_name)}) with Tomtom q = {r.q:.2g}, "
+                         f"KL = {r.kl:.2f} bits/column.</li>")
+        else:
+            best = (f"best filter {r.best_filter}, q = {r.q:.2g}" if r.best_filter
+                    else "no filter aligned to it")
+            items.append(f"<li><span class=no>{html.escape(r.target)}: not recovered</span> — "
+                         f"{r.jaspar_id} ({html.escape(r.jaspar_name)}): {best}.</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def sweep_sentence(sweep: pd.DataFrame) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(r.arm)}</td><td class=num>{r.n_params:,}</td>"
+        f"<td>{'yes' if r.regularized else 'no'}</td><td class=num>{r.epochs_run}</td>"
+        f"<td class=num>{r.final_train_auroc:.3f}</td><td class=num>{r.final_valid_auroc:.3f}</td>"
+        f"<td class=num>{r.auroc_gap:.3f}</td></tr>" for r in sweep.itertuples())
+    return ("<table><tr><th>arm</th><th>parameters</th><th>regularised</th><th>epochs</th>"
+            "<th>train AUROC</th><th>valid AUROC</th><th>gap</th></tr>" + rows + "</table>")
+
+
+def write_summary(out: str | Path, metrics: str | Path, motifs: str | Path, sweep: str | Path,
+                  inputs: str | Path, config: str, records: list[str]) -> None:
+    """Write the self-contained HTML summary page."""
+    metrics_df = pd.read_csv(metrics, sep="\t")
+    motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
+                            na_values={"q": ["", "nan"], "kl": ["", "nan"]})
+    cfg = json.loads(config)
+    checked = read_json(inputs)
+    cnn = [read_json(r) for r in records]
+    parts = [f"<h1>HelixFlow results — genome {html.escape(cfg['genome']['name'])}</h1>",
+             "<p>Binding CNNs trained per ChIP target with chromosome-held-out splits "
+             f"(valid: {', '.join(cfg['splits']['valid'])}; test: "
+             f"{', '.join(cfg['splits']['test'])}). All numbers below are on the test "
+             "chromosomes, which no training or model-selection step saw; intervals are "
+             f"{round(100 * cfg['evaluate']['level'])}% percentile bootstrap intervals over "
+             "windows.</p>",
+             "<h2>Held-out performance</h2>", metrics_table(metrics_df),
+             "<p>cnn = the CNN (settings chosen per target on the valid split); pwm_jaspar = the "
+             "target's JASPAR PWM, best log-odds over both strands; kmer_logreg = logistic "
+             "regression on k-mer counts (k and C chosen on the valid split). Bold: best AUROC "
+             "per target.</p>",
+             "<h2>Do the learned filters recover the known motif?</h2>",
+             motif_sentences(motifs_df)]
+    if str(sweep) != "none":
+        parts += ["<h2>Deliberate overfitting (capacity sweep)</h2>",
+                  sweep_sentence(pd.read_csv(sweep, sep="\t")),
+                  "<p>gap = train − valid AUROC of the kept weights (early-stopping epoch for "
+                  "regularised arms, last epoch otherwise).</p>"]
+    parts += ["<h2>Provenance</h2>",
+              f"<p>Written {time.strftime('%Y-%m-%d %H:%M %Z')}.</p>",
+              "<h3>Inputs</h3>", _inputs_table(cfg, checked),
+              "<h3>Models chosen on the valid split</h3>", _choices_table(cnn),
+              "<h3>Package versions</h3>",
+              "<pre>" + html.escape(yaml.safe_dump(package_versions(), sort_keys=False))
+              + "</pre>",
+              "<h3>Configuration</h3>",
+              "<pre>" + html.escape(yaml.safe_dump(cfg, sort_keys=False)) + "</pre>"]
+    page = ("<!DOCTYPE html><html><head><meta charset=utf-8><title>HelixFlow summary</title>"
+            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+
+
+def _inputs_table(cfg: dict, checked: dict) -> str:
+    rows = []
+    for key in ("fasta", "blacklist", "chrom_aliases"):
+        spec = cfg["genome"].get(key)
+        if spec:
+            staged = Path("resources") / spec["path"]
+            digest = sha256sum(staged) if staged.is_file() else spec.get("sha256") or ""
+            rows.append((key, spec["path"], digest, ""))
+    for target, info in checked["targets"].items():
+        rows.append((f"peaks {target}", info["path"], info["sha256"], f"{info['peaks']} peaks"))
+    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td><code>{c}</code>"
+                   f"</td><td>{d}</td></tr>" for a, b, c, d in rows)
+    return "<table><tr><th>input</th><th>file</th><th>sha256</th><th></th></tr>" + body + \
+        "</table>"
+
+
+def _choices_table(records: list[dict]) -> str:
+    rows = []
+    for r in records:
+        target = Path(r["inputs"]["shards"]["path"]).parent.name
+        chosen = r["results"]["chosen"]["model"]
+        rows.append(f"<tr><td>{html.escape(target)}</td><td>{chosen['filters']}</td>"
+                    f"<td>{chosen['kernel']}</td><td>{chosen['dense']}</td>"
+                    f"<td class=num>{r['results']['n_params']:,}</td>"
+                    f"<td class=num>{r['results']['best_epoch']}</td>"
+                    f"<td class=num>{r['results']['valid_auroc']:.3f}</td></tr>")
+    return ("<table><tr><th>target</th><th>filters</th><th>kernel</th><th>dense</th>"
+            "<th>parameters</th><th>epoch kept</th><th>valid AUROC</th></tr>"
+            + "".join(rows) + "</table>")

@@ -1,0 +1,80 @@
+# Validation first (config and sheets against workflow/schemas), then lookup tables and
+# input functions. Nothing below runs if the config or a sheet is wrong.
+import json
+from pathlib import Path
+
+from helixflow.config import read_sample_sheet, validate_config
+
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+config.update(validate_config(config, source="config (config/config.yaml + --config)",
+                              schema_dir=SCHEMAS))
+SAMPLES = read_sample_sheet(config["samples"], schema_dir=SCHEMAS)
+TARGETS = list(SAMPLES.index)
+GENOME = config["genome"]["name"]
+DATA = f"results/data/{GENOME}"
+SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
+SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
+MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
+
+
+wildcard_constraints:
+    target="|".join(TARGETS),
+
+
+def staged_inputs():
+    """{relpath: (url, sha256)} for every input the config names."""
+    inputs = {}
+    for key in ("fasta", "blacklist", "chrom_aliases"):
+        spec = config["genome"].get(key)
+        if spec:
+            inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
+    for row in SAMPLES.itertuples():
+        inputs[row.peaks] = (row.peaks_url, row.peaks_sha256)
+    return inputs
+
+
+INPUTS = staged_inputs()
+if SWEEP_TARGET not in TARGETS and SWEEP_ARMS:
+    raise ValueError(f"helixflow: config: sweep.target '{SWEEP_TARGET}' is not in the sample "
+                     f"sheet {config['samples']}; use one of {', '.join(TARGETS)}")
+_mirror = config.get("data_mirror")
+for _rel, (_url, _sha) in INPUTS.items():
+    if not _url and not Path("resources", _rel).exists() and not (
+            _mirror and Path(_mirror, _rel).is_file()):
+        raise ValueError(f"helixflow: input '{_rel}' is missing: not in the mirror "
+                         f"'{_mirror}' and no url is given; put the file there, fix "
+                         f"'data_mirror' in the config or give the input a url")
+
+
+def resource(key):
+    """Staged path of a genome-level input, or [] when the config has none."""
+    spec = config["genome"].get(key)
+    return f"resources/{spec['path']}" if spec else []
+
+
+def peaks_of(wildcards):
+    return f"resources/{SAMPLES.loc[wildcards.target, 'peaks']}"
+
+
+def as_json(obj):
+    return json.dumps(obj, sort_keys=True)
+
+
+def has_jaspar(target):
+    return bool(SAMPLES.loc[target, "jaspar_id"])
+
+
+def models_of(target):
+    return [m for m in MODELS if m != "pwm_jaspar" or has_jaspar(target)]
+
+
+def final_outputs():
+    outputs = [
+        "results/metrics/summary.tsv",
+        "results/motifs/summary.tsv",
+        "results/figures/metrics_summary.png",
+        "results/summary.html",
+    ]
+    if SWEEP_ARMS:
+        outputs += ["results/metrics/sweep.tsv", "results/figures/sweep_bias_variance.png"]
+    return outputs

@@ -1,0 +1,157 @@
+# Inputs → staged files → indexed genome → checked peaks → labelled windows → leak check
+# → one-hot shards.
+
+
+rule stage_input:
+    output:
+        "resources/{relpath}",
+    params:
+        mirror=config.get("data_mirror") or "",
+        url=lambda w: INPUTS[w.relpath][0],
+        sha256=lambda w: INPUTS[w.relpath][1],
+    wildcard_constraints:
+        relpath="|".join(map(lambda p: p.replace(".", r"\."), INPUTS)),
+    log:
+        "results/logs/stage/{relpath}.log",
+    benchmark:
+        "results/benchmarks/stage/{relpath}.tsv"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow stage --relpath {wildcards.relpath:q} --out {output:q} "
+        "--mirror {params.mirror:q} --url {params.url:q} --sha256 {params.sha256:q} 2> {log}"
+
+
+rule index_genome:
+    input:
+        resource("fasta"),
+    output:
+        fasta=f"{DATA}/genome.fa",
+        fai=f"{DATA}/genome.fa.fai",
+        sizes=f"{DATA}/chrom.sizes",
+    log:
+        f"results/logs/{GENOME}/index_genome.log",
+    benchmark:
+        f"results/benchmarks/{GENOME}/index_genome.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow index-genome --fasta {input} --out {output.fasta} --sizes {output.sizes} "
+        "2> {log}"
+
+
+rule check_inputs:
+    input:
+        sizes=f"{DATA}/chrom.sizes",
+        aliases=resource("chrom_aliases"),
+        blacklist=resource("blacklist"),
+        peaks=[f"resources/{p}" for p in SAMPLES["peaks"]],
+    output:
+        f"{DATA}/inputs_checked.json",
+    params:
+        aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
+        blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
+        peaks=[f"{t}:{SAMPLES.loc[t, 'peak_format']}:resources/{SAMPLES.loc[t, 'peaks']}"
+               for t in TARGETS],
+    log:
+        f"results/logs/{GENOME}/check_inputs.log",
+    benchmark:
+        f"results/benchmarks/{GENOME}/check_inputs.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow check-inputs --sizes {input.sizes} {params.aliases} {params.blacklist} "
+        "--peaks {params.peaks:q} --out {output} 2> {log}"
+
+
+rule windows:
+    input:
+        checked=f"{DATA}/inputs_checked.json",
+        peaks=peaks_of,
+        fasta=f"{DATA}/genome.fa",
+        sizes=f"{DATA}/chrom.sizes",
+        aliases=resource("chrom_aliases"),
+        blacklist=resource("blacklist"),
+    output:
+        bed=f"{DATA}/windows/{{target}}.bed",
+        record=f"{DATA}/windows/{{target}}.record.json",
+    params:
+        fmt=lambda w: SAMPLES.loc[w.target, "peak_format"],
+        aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
+        blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
+        json=as_json({"seed": config["seed"], "splits": config["splits"],
+                      "windows": config["windows"]}),
+    log:
+        f"results/logs/{GENOME}/windows/{{target}}.log",
+    benchmark:
+        f"results/benchmarks/{GENOME}/windows/{{target}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow windows --peaks {input.peaks} --format {params.fmt} --sizes {input.sizes} "
+        "--fasta {input.fasta} {params.aliases} {params.blacklist} --params {params.json:q} "
+        "--out {output.bed} --record {output.record} 2> {log}"
+
+
+rule check_splits:
+    input:
+        windows=f"{DATA}/windows/{{target}}.bed",
+        sizes=f"{DATA}/chrom.sizes",
+    output:
+        f"{DATA}/windows/{{target}}.splits_ok.json",
+    params:
+        json=as_json(config["splits"]),
+    log:
+        f"results/logs/{GENOME}/check_splits/{{target}}.log",
+    benchmark:
+        f"results/benchmarks/{GENOME}/check_splits/{{target}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow check-splits --windows {input.windows} --sizes {input.sizes} "
+        "--params {params.json:q} --out {output} 2> {log}"
+
+
+rule shards:
+    input:
+        windows=f"{DATA}/windows/{{target}}.bed",
+        splits_ok=f"{DATA}/windows/{{target}}.splits_ok.json",
+        fasta=f"{DATA}/genome.fa",
+    output:
+        f"{DATA}/shards/{{target}}/manifest.json",
+    params:
+        out_dir=lambda w: f"{DATA}/shards/{w.target}",
+        seed=config["seed"],
+    log:
+        f"results/logs/{GENOME}/shards/{{target}}.log",
+    benchmark:
+        f"results/benchmarks/{GENOME}/shards/{{target}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow shards --windows {input.windows} --fasta {input.fasta} "
+        "--out-dir {params.out_dir} --seed {params.seed} 2> {log}"

@@ -1,0 +1,108 @@
+# Classical baselines on the same windows, then held-out-chromosome metrics per target
+# and for all targets.
+
+
+rule kmer_baseline:
+    input:
+        shards=f"{DATA}/shards/{{target}}/manifest.json",
+    output:
+        predictions="results/models/{target}/kmer_logreg/test_predictions.tsv",
+        record="results/models/{target}/kmer_logreg/record.json",
+    params:
+        out_dir=lambda w: f"results/models/{w.target}/kmer_logreg",
+        json=as_json({"seed": config["seed"], "kmer_k": config["evaluate"]["kmer_k"],
+                      "kmer_C": config["evaluate"]["kmer_C"]}),
+    log:
+        "results/logs/kmer_baseline/{target}.log",
+    benchmark:
+        "results/benchmarks/kmer_baseline/{target}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/evaluate.yaml"
+    shell:
+        "helixflow kmer-baseline --shards {input.shards} --out-dir {params.out_dir} "
+        "--params {params.json:q} 2> {log}"
+
+
+rule pwm_baseline:
+    input:
+        shards=f"{DATA}/shards/{{target}}/manifest.json",
+    output:
+        predictions="results/models/{target}/pwm_jaspar/test_predictions.tsv",
+        record="results/models/{target}/pwm_jaspar/record.json",
+    params:
+        out_dir=lambda w: f"results/models/{w.target}/pwm_jaspar",
+        jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
+        release=f"--release {config['motifs']['jaspar_release']}"
+        if config["motifs"]["jaspar_release"] else "",
+    log:
+        "results/logs/pwm_baseline/{target}.log",
+    benchmark:
+        "results/benchmarks/pwm_baseline/{target}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/evaluate.yaml"
+    shell:
+        "helixflow pwm-baseline --shards {input.shards} --out-dir {params.out_dir} "
+        "--jaspar-id {params.jaspar_id} {params.release} 2> {log}"
+
+
+rule evaluate:
+    input:
+        unpack(lambda w: {m: f"results/models/{w.target}/{m}/test_predictions.tsv"
+                          for m in models_of(w.target)}),
+    output:
+        table="results/metrics/{target}.tsv",
+        figure=report("results/figures/{target}_roc_pr.png",
+                      caption="../report/roc_pr.rst", category="2. Held-out evaluation",
+                      subcategory="{target}"),
+    params:
+        predictions=lambda w, input: [f"{m}={p}" for m, p in input.items()],
+        n_boot=config["evaluate"]["n_boot"],
+        level=config["evaluate"]["level"],
+        seed=config["seed"],
+    log:
+        "results/logs/evaluate/{target}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{target}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/evaluate.yaml"
+    shell:
+        "helixflow evaluate --target {wildcards.target} --predictions {params.predictions} "
+        "--n-boot {params.n_boot} --level {params.level} --seed {params.seed} "
+        "--out {output.table} --figure {output.figure} 2> {log}"
+
+
+rule metrics_summary:
+    input:
+        expand("results/metrics/{target}.tsv", target=TARGETS),
+    output:
+        table=report("results/metrics/summary.tsv", caption="../report/metrics_summary.rst",
+                     category="1. Summary"),
+        figure=report("results/figures/metrics_summary.png",
+                      caption="../report/metrics_figure.rst", category="1. Summary"),
+    params:
+        level_pct=round(100 * config["evaluate"]["level"]),
+    log:
+        "results/logs/metrics_summary.log",
+    benchmark:
+        "results/benchmarks/metrics_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "helixflow summarize --tables {input} --out {output.table} --figure {output.figure} "
+        "--level-pct {params.level_pct} 2> {log}"

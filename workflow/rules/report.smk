@@ -1,0 +1,31 @@
+# Results → the report's summary page (headline numbers and provenance).
+# The HTML report itself: snakemake --report results/report.html
+
+
+rule report_summary:
+    input:
+        metrics="results/metrics/summary.tsv",
+        motifs="results/motifs/summary.tsv",
+        sweep="results/metrics/sweep.tsv" if SWEEP_ARMS else [],
+        inputs=f"{DATA}/inputs_checked.json",
+        records=expand("results/models/{target}/cnn/record.json", target=TARGETS),
+    output:
+        report("results/summary.html", caption="../report/summary.rst",
+               category="1. Summary", labels={"page": "headline numbers and provenance"}),
+    params:
+        sweep=lambda w, input: input.sweep or "none",
+        config=as_json(config),
+    log:
+        "results/logs/report_summary.log",
+    benchmark:
+        "results/benchmarks/report_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "helixflow report-summary --metrics {input.metrics} --motifs {input.motifs} "
+        "--sweep {params.sweep} --inputs {input.inputs} --config {params.config:q} "
+        "--records {input.records} --out {output} 2> {log}"

@@ -1,0 +1,91 @@
+# Shards → CNN per target (settings picked on the valid split) → capacity sweep on one target.
+
+
+rule train_cnn:
+    input:
+        shards=f"{DATA}/shards/{{target}}/manifest.json",
+    output:
+        weights="results/models/{target}/cnn/model.safetensors",
+        config="results/models/{target}/cnn/config.json",
+        history="results/models/{target}/cnn/history.tsv",
+        grid="results/models/{target}/cnn/grid.tsv",
+        predictions="results/models/{target}/cnn/test_predictions.tsv",
+        record="results/models/{target}/cnn/record.json",
+    params:
+        out_dir=lambda w: f"results/models/{w.target}/cnn",
+        json=as_json({"seed": config["seed"], **config["cnn"]}),
+    log:
+        "results/logs/train_cnn/{target}.log",
+    benchmark:
+        "results/benchmarks/train_cnn/{target}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "helixflow train --shards {input.shards} --out-dir {params.out_dir} "
+        "--threads {threads} --params {params.json:q} 2> {log}"
+
+
+rule sweep_arm:
+    input:
+        shards=f"{DATA}/shards/{SWEEP_TARGET}/manifest.json",
+    output:
+        history="results/models/{target}/sweep/{arm}/history.tsv",
+        record="results/models/{target}/sweep/{arm}/record.json",
+    wildcard_constraints:
+        target=SWEEP_TARGET,
+    params:
+        out_dir=lambda w: f"results/models/{w.target}/sweep/{w.arm}",
+        json=lambda w: as_json({"seed": config["seed"], "arm": SWEEP_ARMS[w.arm],
+                                "epochs": config["sweep"]["epochs"],
+                                "architecture": config["cnn"]["architecture"],
+                                "training": config["cnn"]["training"]}),
+    log:
+        "results/logs/sweep/{target}/{arm}.log",
+    benchmark:
+        "results/benchmarks/sweep/{target}/{arm}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "helixflow sweep-arm --shards {input.shards} --out-dir {params.out_dir} "
+        "--threads {threads} --params {params.json:q} 2> {log}"
+
+
+rule sweep_summary:
+    input:
+        expand("results/models/{target}/sweep/{arm}/record.json", target=SWEEP_TARGET,
+               arm=SWEEP_ARMS),
+    output:
+        table="results/metrics/sweep.tsv",
+        curves=report("results/figures/sweep_learning_curves.png",
+                      caption="../report/sweep_learning_curves.rst",
+                      category="3. Overfitting experiment"),
+        bias_variance=report("results/figures/sweep_bias_variance.png",
+                             caption="../report/sweep_bias_variance.rst",
+                             category="3. Overfitting experiment"),
+    params:
+        arm_dirs=[f"results/models/{SWEEP_TARGET}/sweep/{arm}" for arm in SWEEP_ARMS],
+        target=SWEEP_TARGET,
+    log:
+        "results/logs/sweep/summary.log",
+    benchmark:
+        "results/benchmarks/sweep/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "helixflow sweep-summary --target {params.target} --arm-dirs {params.arm_dirs} "
+        "--out {output.table} --curves {output.curves} "
+        "--bias-variance {output.bias_variance} 2> {log}"
