@@ -137,6 +137,13 @@ def test_failed_plot_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_bias_variance_reads_flags_from_tsv_text(tmp_path):
+    table = example_bias_variance().astype({"regularized": str})  # "True" / "False"
+    assert plots._truthy("False") is False and plots._truthy("True") is True
+    plots.plot_bias_variance(tmp_path / "bv.png", table, "t")
+    assert (tmp_path / "bv.svg").exists()
+
+
 def test_metric_summary_needs_a_split_choice(tmp_path):
     with pytest.raises(ValueError, match="split"):
         plots.plot_metric_summary(tmp_path / "s.png", example_summary(), "t")

@@ -211,8 +211,8 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
         curve[model] = curves(pred["label"].to_numpy(), pred["score"].to_numpy())
         metric[model] = row
     write_tsv(a.out, pd.DataFrame(rows).round(4))
-    plot_roc_pr(a.figure, curve, metric,
-                title=f"{a.target}: held-out test chromosomes")
+    plot_roc_pr(a.figure, curve, metric, title=f"{a.target}: held-out test chromosomes",
+                level=a.level)
 
 
 def cmd_motifs(a: argparse.Namespace) -> None:
@@ -231,7 +231,7 @@ def cmd_summarize(a: argparse.Namespace) -> None:
     write_tsv(a.out, table)
     if a.figure:
         plot_metric_summary(a.figure, table, title="Held-out test chromosomes: AUROC and AUPRC "
-                            f"with {a.level_pct}% bootstrap intervals")
+                            f"with {a.level_pct}% bootstrap intervals", level=a.level_pct / 100)
 
 
 def cmd_report_summary(a: argparse.Namespace) -> None:
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--figure", default=None)
-    p.add_argument("--level-pct", default="95")
+    p.add_argument("--level-pct", type=int, default=95)
 
     p = add("report-summary", cmd_report_summary, "the report's summary page")
     for arg in ("--out", "--metrics", "--motifs", "--sweep", "--inputs", "--config"):

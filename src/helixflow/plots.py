@@ -220,6 +220,13 @@ def _dodge(log_params: np.ndarray, width: float) -> np.ndarray:
     return positions
 
 
+def _truthy(value: object) -> bool:
+    """bool of a flag that may have come back from a TSV as text ("False" must be False)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return bool(value)
+
+
 BIAS_VARIANCE_COLUMNS = ["arm", "n_params", "regularized", "final_train_auroc",
                          "final_valid_auroc"]
 
@@ -249,7 +256,7 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
         xs = 10.0**log_x
         for x, row in zip(xs, table.itertuples(index=False), strict=True):
             train, valid = float(row.final_train_auroc), float(row.final_valid_auroc)
-            filled = bool(row.regularized)
+            filled = _truthy(row.regularized)
             ax.plot([x, x], [valid, train], color=GREY, linewidth=0.9, zorder=1)
             for y, colour, marker in ((train, train_colour, "o"), (valid, valid_colour, "s")):
                 ax.plot(x, y, marker=marker, markersize=7, linestyle="none", zorder=3,
@@ -268,7 +275,7 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
         low = np.nanmin(table[["final_train_auroc", "final_valid_auroc"]].to_numpy(dtype=float))
         ax.set_ylim(max(0.0, min(0.5, low) - 0.03), 1.01)
         ax.axhline(0.5, color=GREY, linestyle=":", linewidth=1.0)
-        ax.set(xlabel="Trainable parameters (count, log scale)", ylabel="AUROC (final epoch)")
+        ax.set(xlabel="Trainable parameters (count, log scale)", ylabel="AUROC (final model)")
         fig.suptitle(title)
         handles = [
             Line2D([], [], marker="o", color=train_colour, linestyle="none", markersize=7,

@@ -23,7 +23,7 @@ rule stage_input:
         "../../envs/data.yaml"
     shell:
         "helixflow stage --relpath {wildcards.relpath:q} --out {output:q} "
-        "--mirror {params.mirror:q} --url {params.url:q} --sha256 {params.sha256:q} 2> {log}"
+        "--mirror={params.mirror:q} --url={params.url:q} --sha256={params.sha256:q} 2> {log}"
 
 
 rule index_genome:

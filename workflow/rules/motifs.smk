@@ -33,7 +33,7 @@ rule motifs:
     shell:
         "helixflow motifs --target {wildcards.target} --shards {input.shards} "
         "--model-dir {params.model_dir} --out-dir {params.out_dir} --figure {output.figure} "
-        "--jaspar-id {params.jaspar_id:q} --tax-group {params.tax_group} "
+        "--jaspar-id={params.jaspar_id:q} --tax-group {params.tax_group} "
         "--params {params.json:q} 2> {log}"
 
 
