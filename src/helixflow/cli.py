@@ -116,7 +116,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     train, valid, test = (load_split(a.shards, s) for s in ("train", "valid", "test"))
     grid = p["grid"] or [{}]
     candidates = [make_config(p["architecture"], p["training"], g, seed=p["seed"],
-                              threads=a.threads) for g in grid]
+                              threads=a.threads, window=train.X.shape[2]) for g in grid]
     model, history, summary, table = select_on_valid(train.X, train.y, valid.X, valid.y,
                                                      candidates)
     out = Path(a.out_dir)
@@ -140,7 +140,7 @@ def cmd_sweep_arm(a: argparse.Namespace) -> None:
     p = a.params
     train, valid = load_split(a.shards, "train"), load_split(a.shards, "valid")
     cfg = arm_config(p["arm"], p["architecture"], p["training"], p["epochs"], p["seed"],
-                     a.threads)
+                     a.threads, window=train.X.shape[2])
     _, history, summary = train_cnn(train.X, train.y, valid.X, valid.y, cfg)
     out = Path(a.out_dir)
     write_tsv(out / "history.tsv", history.round(5))

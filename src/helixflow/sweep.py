@@ -8,7 +8,7 @@ from .train import TrainConfig, make_config
 
 
 def arm_config(arm: dict, architecture: dict, training: dict, epochs: int, seed: int,
-               threads: int) -> TrainConfig:
+               threads: int, window: int | None = None) -> TrainConfig:
     """Training settings of one sweep arm.
 
     Regularised arms keep the configured dropout, weight decay and early stopping;
@@ -18,7 +18,8 @@ def arm_config(arm: dict, architecture: dict, training: dict, epochs: int, seed:
                  "epochs": epochs}
     if not arm["regularized"]:
         overrides |= {"dropout": 0.0, "weight_decay": 0.0, "patience": 0}
-    return make_config(architecture, training, overrides, seed=seed, threads=threads)
+    return make_config(architecture, training, overrides, seed=seed, threads=threads,
+                       window=window)
 
 
 def sweep_table(records: list[dict], histories: list[pd.DataFrame]) -> pd.DataFrame:

@@ -138,9 +138,14 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
 
 
 def make_config(architecture: dict, training: dict, overrides: dict | None = None,
-                seed: int = 0, threads: int = 1) -> TrainConfig:
-    """A :class:`TrainConfig` from the workflow's dicts; ``overrides`` may touch either part."""
+                seed: int = 0, threads: int = 1, window: int | None = None) -> TrainConfig:
+    """A :class:`TrainConfig` from the workflow's dicts; ``overrides`` may touch either part.
+
+    ``window`` (the shards' window width) sets the model's input length.
+    """
     arch, opt = dict(architecture), dict(training)
+    if window is not None:
+        arch["window"] = window
     for key, value in (overrides or {}).items():
         if key in CNNConfig.__dataclass_fields__:
             arch[key] = value

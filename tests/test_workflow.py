@@ -1,0 +1,200 @@
+"""Workflow tests: lint, dry-run of the default, the tiny planted-motif project end to end,
+partial re-runs, and bad inputs that must stop the run before any training."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from tiny_project import REPO, make_project, snakemake
+
+pytestmark = pytest.mark.workflow
+SHARED = REPO.parent / "shared" / "data"
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """{rule: count} from the 'Job stats' table of a dry run (-n -q rules)."""
+    jobs = {}
+    for line in result.stdout.splitlines() + result.stderr.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            jobs[match.group(1)] = int(match.group(2))
+    return jobs
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the data mirror ../shared/data is absent")
+def test_default_config_dry_run_plans_every_stage(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-q", "rules",
+                             "--forceall", "--nolock", "--cores", "2"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result)
+    assert jobs["train_cnn"] == 5 and jobs["motifs"] == 5 and jobs["evaluate"] == 5
+    assert jobs["sweep_arm"] == 8 and jobs["report_summary"] == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    make_project(root)
+    result = snakemake(root, "--show-failed-logs")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return root
+
+
+def test_end_to_end_names_the_planted_motif(tiny_run):
+    motifs = pd.read_csv(tiny_run / "results/motifs/summary.tsv", sep="\t")
+    row = motifs.iloc[0]
+    assert row["target"] == "Reb1" and row["jaspar_name"] == "REB1"
+    assert bool(row["recovered"]) and row["q"] < 0.05
+    summary_page = (tiny_run / "results/summary.html").read_text()
+    assert "Reb1: recovered" in summary_page and "MA0363" in summary_page
+
+
+def test_end_to_end_metrics_and_layout(tiny_run):
+    summary = pd.read_csv(tiny_run / "results/metrics/summary.tsv", sep="\t")
+    assert list(summary.columns) == ["target", "model", "split", "n_pos", "n_neg", "auroc",
+                                     "auroc_lo", "auroc_hi", "auprc", "auprc_lo", "auprc_hi"]
+    assert set(summary["model"]) == {"cnn", "pwm_jaspar", "kmer_logreg"}
+    assert (summary["split"] == "test").all()
+    cnn = summary[summary["model"] == "cnn"].iloc[0]
+    assert cnn["auroc"] > 0.9 and cnn["auroc_lo"] <= cnn["auroc"] <= cnn["auroc_hi"]
+    tomtom = pd.read_csv(tiny_run / "results/motifs/Reb1/tomtom.tsv", sep="\t")
+    assert list(tomtom.columns[:7]) == ["query", "target_id", "target_name", "p", "q",
+                                        "offset", "strand"]
+    model_dir = tiny_run / "results/models/Reb1/cnn"
+    for name in ("model.safetensors", "config.json", "history.tsv", "record.json"):
+        assert (model_dir / name).stat().st_size > 0
+    for stem in ("Reb1_roc_pr", "Reb1_filter_logos", "metrics_summary", "sweep_bias_variance",
+                 "sweep_learning_curves"):
+        for ext in ("png", "svg"):
+            assert (tiny_run / f"results/figures/{stem}.{ext}").stat().st_size > 1000
+    leftovers = [p for p in (tiny_run / "results").rglob(".*") if p.is_file()]
+    assert leftovers == [], f"temporary files left behind: {leftovers}"
+
+
+def test_report_is_built(tiny_run):
+    result = snakemake(tiny_run, "--report", "results/report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (tiny_run / "results/report.html").read_text()
+    assert "Reb1_filter_logos.png" in page and "summary.html" in page
+
+
+def _dry_run_with(root: Path, change) -> dict[str, int]:
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    change(config)
+    changed = root / "config.changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    shutil.copy(changed, root / "config.dry.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(root),
+         "--configfile", str(changed), "-n", "-q", "rules", "--cores", "2"],
+        capture_output=True, text=True, timeout=120, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return planned_jobs(result)
+
+
+def test_nothing_reruns_when_nothing_changed(tiny_run):
+    assert _dry_run_with(tiny_run, lambda c: None) == {}
+
+
+def test_training_param_change_reruns_training_not_data(tiny_run):
+    jobs = _dry_run_with(tiny_run, lambda c: c["cnn"]["training"].update(lr=0.02))
+    assert {"train_cnn", "evaluate", "motifs", "report_summary"} <= set(jobs)
+    assert not {"stage_input", "index_genome", "check_inputs", "windows", "check_splits",
+                "shards", "kmer_baseline", "pwm_baseline"} & set(jobs)
+
+
+def test_window_change_rebuilds_windows_and_downstream(tiny_run):
+    jobs = _dry_run_with(tiny_run, lambda c: c["windows"].update(negative_ratio=2.0))
+    assert {"windows", "shards", "train_cnn", "kmer_baseline", "pwm_baseline"} <= set(jobs)
+    assert not {"stage_input", "index_genome", "check_inputs"} & set(jobs)
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _replace_peaks(root: Path, text: str) -> Path:
+    peaks = root / "mirror/tiny/Reb1_peaks.bed"
+    peaks.write_text(text)
+    sheet = root / "chip.tsv"
+    header, row = sheet.read_text().splitlines()
+    fields = row.split("\t")
+    fields[3] = _sha(peaks)
+    sheet.write_text(header + "\n" + "\t".join(fields) + "\n")
+    return peaks
+
+
+def _assert_stopped_before_training(root: Path, result: subprocess.CompletedProcess,
+                                    *expected: str) -> None:
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    for piece in expected:
+        assert piece in text, f"{piece!r} not in output:\n{text[-3000:]}"
+    assert not (root / "results/models").exists()
+    assert not list((root / "results").rglob("windows/*.bed")) if (root / "results").exists() \
+        else True
+    if (root / "results").exists():
+        leftovers = [p for p in (root / "results").rglob(".*") if p.is_file()]
+        assert leftovers == []
+
+
+def test_unknown_config_key_stops_before_anything(tmp_path):
+    make_project(tmp_path, cnn={"training": {"epohcs": 3}})
+    result = snakemake(tmp_path)
+    _assert_stopped_before_training(tmp_path, result, "cnn.training.epohcs",
+                                    "did you mean 'epochs'")
+    assert not (tmp_path / "results").exists()
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    make_project(tmp_path, windows={"width": "wide"})
+    result = snakemake(tmp_path)
+    _assert_stopped_before_training(tmp_path, result, "windows.width", "must be integer")
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_input_names_file_and_fix(tmp_path):
+    make_project(tmp_path)
+    (tmp_path / "mirror/tiny/blacklist.bed").unlink()
+    result = snakemake(tmp_path)
+    _assert_stopped_before_training(tmp_path, result, "tiny/blacklist.bed", "data_mirror")
+
+
+@pytest.mark.parametrize("bad_line, expected", [
+    ("chr99\t100\t101\tbad\t0\t.\n", ["line 4", "chromosome 'chr99' is not in the genome",
+                                      "chrom_aliases"]),
+    ("2\t79990\t90000\tbad\t0\t.\n", ["line 4", "past the end of chr2"]),
+])
+def test_bad_peak_line_stops_before_training(tmp_path, bad_line, expected):
+    make_project(tmp_path)
+    good = (tmp_path / "mirror/tiny/Reb1_peaks.bed").read_text().splitlines(keepends=True)
+    _replace_peaks(tmp_path, "".join(good[:3]) + bad_line + "".join(good[3:]))
+    result = snakemake(tmp_path, "--show-failed-logs")
+    _assert_stopped_before_training(tmp_path, result, "Reb1_peaks.bed", *expected)
+    assert not (tmp_path / "results/data/tiny/inputs_checked.json").exists()
+
+
+def test_empty_peaks_file_stops_before_training(tmp_path):
+    make_project(tmp_path)
+    _replace_peaks(tmp_path, "# no peaks survived\n")
+    result = snakemake(tmp_path, "--show-failed-logs")
+    _assert_stopped_before_training(tmp_path, result, "Reb1_peaks.bed", "has no peaks")
