@@ -150,3 +150,17 @@ def test_read_predictions_rejects_missing_column(tmp_path):
 def test_write_predictions_rejects_length_mismatch(tmp_path):
     with pytest.raises(ValueError):
         evaluate.write_predictions(tmp_path / "p.tsv", ["a", "b"], [0, 1, 1], [0.1, 0.2, 0.3])
+
+
+def test_paired_difference_uses_the_same_resamples():
+    from helixflow.evaluate import paired_difference
+    rng = np.random.default_rng(3)
+    y = (rng.random(300) < 0.4).astype(int)
+    score = y + rng.normal(0, 1.0, 300)
+    # a monotone transform ranks identically: with paired resamples every replicate's
+    # difference is exactly zero, unpaired resamples would scatter around zero
+    same = paired_difference(y, score, np.exp(score), n_boot=200, seed=5)
+    assert same["delta_auroc_lo"] == same["delta_auroc_hi"] == 0.0
+    better = paired_difference(y, score, rng.normal(0, 1.0, 300), n_boot=200, seed=5)
+    assert better["delta_auroc_lo"] > 0.1
+    assert better["delta_auroc_lo"] <= better["delta_auroc"] <= better["delta_auroc_hi"]

@@ -1,9 +1,14 @@
-"""Tests for helixflow.genome (indexing, sizes, aliases, fetch) and helixflow.stage (staging)."""
+"""Tests for helixflow.genome (indexing, sizes, aliases, fetch) and helixflow.stage (staging).
+
+Also home of the made-up genome that test_intervals and test_shards import.
+"""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pysam
@@ -12,6 +17,104 @@ import pytest
 from helixflow.errors import InputError
 from helixflow.genome import Genome, index_genome, read_aliases, read_fai
 from helixflow.stage import stage_input
+
+CHROM_SIZES = {"chr1": 20_000, "chr2": 16_000, "chr3": 14_000, "chr4": 12_000}
+SEGMENT = 500                 # the genome is built from 500-bp segments of one GC level
+GC_RICH = 0.75
+N_RUN = ("chr2", 6_000, 6_300)  # a run of N
+SINGLE_N = ("chr1", 15_250)    # one N, so a 200-bp window over it keeps n_frac = 0.005
+SOFT_MASKED = ("chr3", 3_000, 3_500)  # written in lower case
+BLACKLIST = ("chr1", 1_000, 2_000)
+
+
+@dataclass(frozen=True)
+class ToyGenome:
+    """A small made-up genome (also imported by test_intervals and test_shards)."""
+
+    seqs: dict[str, str]              # exactly as written (mixed case, N)
+    plain: Path                       # plain FASTA, 60-bp lines
+    gz: Path                          # gzip copy of ``plain``
+    fasta: Path                       # indexed uncompressed copy (index_genome)
+    sizes_file: Path
+    rich: dict[str, list[int]]        # starts of the GC-rich segments, per chromosome
+    peaks: Path                       # BED: 41-bp peaks, midpoint = summit
+    summits: dict[str, list[int]]
+    n_run: tuple = N_RUN
+    single_n: tuple = SINGLE_N
+    soft_masked: tuple = SOFT_MASKED
+    blacklist: tuple = BLACKLIST
+
+
+def write_fasta(path: Path, seqs: dict[str, str], width: int = 60) -> None:
+    lines = []
+    for name, seq in seqs.items():
+        lines.append(f">{name} made-up")
+        lines.extend(seq[i:i + width] for i in range(0, len(seq), width))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _make_genome(seed: int) -> tuple[dict[str, str], dict[str, list[int]]]:
+    rng = np.random.default_rng(seed)
+    seqs, rich = {}, {}
+    for chrom, size in CHROM_SIZES.items():
+        parts, rich[chrom] = [], []
+        for start in range(0, size, SEGMENT):
+            gc = rng.choice([0.3, 0.5, GC_RICH], p=[0.25, 0.25, 0.5])
+            p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+            parts.append("".join(rng.choice(list("ACGT"), size=SEGMENT, p=p)))
+            if gc == GC_RICH:
+                rich[chrom].append(start)
+        seq = list("".join(parts)[:size])
+        if chrom == N_RUN[0]:
+            seq[N_RUN[1]:N_RUN[2]] = "N" * (N_RUN[2] - N_RUN[1])
+        if chrom == SINGLE_N[0]:
+            seq[SINGLE_N[1]] = "N"
+        if chrom == SOFT_MASKED[0]:
+            lo, hi = SOFT_MASKED[1:]
+            seq[lo:hi] = [b.lower() for b in seq[lo:hi]]
+        seqs[chrom] = "".join(seq)
+    return seqs, rich
+
+
+def _hits(chrom: str, start: int, region: tuple) -> bool:
+    return chrom == region[0] and start < region[-1] and region[1] < start + SEGMENT
+
+
+def _place_summits(rich: dict[str, list[int]], seed: int) -> dict[str, list[int]]:
+    """A few summits mid GC-rich segments, away from N and blacklist, plus two special ones."""
+    rng = np.random.default_rng(seed)
+    summits = {}
+    for chrom, starts in rich.items():
+        ok = [s for s in starts if not any(_hits(chrom, s, r) for r in
+                                           (N_RUN, (*SINGLE_N, SINGLE_N[1] + 1), BLACKLIST))]
+        picked = sorted(rng.choice(ok, size=CHROM_SIZES[chrom] // 4_000, replace=False))
+        summits[chrom] = [int(s) + SEGMENT // 2 + int(rng.integers(-50, 51)) for s in picked]
+    summits["chr1"].append(1_500)                          # inside the blacklist
+    summits["chr4"].append(CHROM_SIZES["chr4"] - 30)       # window runs off the end
+    return summits
+
+
+def make_toy_genome(root: Path) -> ToyGenome:
+    """Write the genome (plain, gzip, indexed) and its peaks under ``root``."""
+    seqs, rich = _make_genome(seed=11)
+    plain = root / "toy.fa"
+    write_fasta(plain, seqs)
+    gz = root / "toy.fa.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    fasta, sizes_file = root / "indexed" / "toy.fa", root / "indexed" / "toy.sizes"
+    index_genome(gz, fasta, sizes_file)
+    summits = _place_summits(rich, seed=5)
+    peaks = root / "peaks.bed"
+    rows = [f"{c}\t{s - 20}\t{s + 21}\tp_{c}_{s}\t0\t." for c, ss in summits.items() for s in ss]
+    peaks.write_text("# made-up peaks\ntrack name=toy\n" + "\n".join(rows) + "\n")
+    return ToyGenome(seqs=seqs, plain=plain, gz=gz, fasta=fasta, sizes_file=sizes_file,
+                     rich=rich, peaks=peaks, summits=summits)
+
+
+@pytest.fixture(scope="module")
+def toy_genome(tmp_path_factory: pytest.TempPathFactory) -> ToyGenome:
+    return make_toy_genome(tmp_path_factory.mktemp("genome"))
+
 
 # ---------------------------------------------------------------- index_genome
 

@@ -197,20 +197,33 @@ def cmd_pwm_baseline(a: argparse.Namespace) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .evaluate import curves, metrics_row, read_predictions
+    from .evaluate import PAIRED_COLUMNS, curves, metrics_row, paired_difference, read_predictions
     from .files import write_tsv
     from .plots import plot_roc_pr
-    rows, curve, metric = [], {}, {}
+    predictions = {}
     for spec in a.predictions:
         model, path = spec.split("=", 1)
-        pred = read_predictions(path)
-        row = metrics_row(a.target, model, "test", pred["label"].to_numpy(),
-                          pred["score"].to_numpy(), n_boot=a.n_boot, seed=a.seed,
-                          level=a.level)
+        predictions[model] = read_predictions(path)
+    rows, curve, metric, paired = [], {}, {}, []
+    boot = {"n_boot": a.n_boot, "seed": a.seed, "level": a.level}
+    for model, pred in predictions.items():
+        y, score = pred["label"].to_numpy(), pred["score"].to_numpy()
+        row = metrics_row(a.target, model, "test", y, score, **boot)
         rows.append(row)
-        curve[model] = curves(pred["label"].to_numpy(), pred["score"].to_numpy())
-        metric[model] = row
+        curve[model], metric[model] = curves(y, score), row
+    reference = predictions.get(a.reference)
+    for model, pred in predictions.items():
+        if reference is None or model == a.reference:
+            continue
+        if list(pred["name"]) != list(reference["name"]):
+            raise InputError(f"{model} and {a.reference} scored different windows",
+                             fix="rebuild both from the same shards")
+        delta = paired_difference(reference["label"].to_numpy(), reference["score"].to_numpy(),
+                                  pred["score"].to_numpy(), **boot)
+        paired.append({"target": a.target, "model": a.reference, "reference": model,
+                       "split": "test", **delta})
     write_tsv(a.out, pd.DataFrame(rows).round(4))
+    write_tsv(a.paired, pd.DataFrame(paired, columns=PAIRED_COLUMNS).round(4))
     plot_roc_pr(a.figure, curve, metric, title=f"{a.target}: held-out test chromosomes",
                 level=a.level)
 
@@ -236,8 +249,8 @@ def cmd_summarize(a: argparse.Namespace) -> None:
 
 def cmd_report_summary(a: argparse.Namespace) -> None:
     from .report import write_summary
-    write_summary(a.out, metrics=a.metrics, motifs=a.motifs, sweep=a.sweep, inputs=a.inputs,
-                  config=a.config, records=a.records)
+    write_summary(a.out, metrics=a.metrics, paired=a.paired, motifs=a.motifs, sweep=a.sweep,
+                  inputs=a.inputs, config=a.config, records=a.records)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -315,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True)
     p.add_argument("--predictions", nargs="+", required=True, metavar="MODEL=PATH")
     p.add_argument("--out", required=True)
+    p.add_argument("--paired", required=True, help="TSV of paired differences vs --reference")
+    p.add_argument("--reference", default="cnn")
     p.add_argument("--figure", required=True)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95)
@@ -333,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level-pct", type=int, default=95)
 
     p = add("report-summary", cmd_report_summary, "the report's summary page")
-    for arg in ("--out", "--metrics", "--motifs", "--sweep", "--inputs", "--config"):
+    for arg in ("--out", "--metrics", "--paired", "--motifs", "--sweep", "--inputs",
+                "--config"):
         p.add_argument(arg, required=True)
     p.add_argument("--records", nargs="*", default=[])
     return parser

@@ -186,6 +186,33 @@ def write_predictions(path: str | Path, names: np.ndarray | list[str], y: np.nda
     write_tsv(path, table)
 
 
+PAIRED_COLUMNS = ["target", "model", "reference", "split", "delta_auroc", "delta_auroc_lo",
+                  "delta_auroc_hi", "delta_auprc", "delta_auprc_lo", "delta_auprc_hi"]
+
+
+def paired_difference(y: np.ndarray, score: np.ndarray, reference: np.ndarray,
+                      n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Paired bootstrap of ``metric(score) - metric(reference)`` on the same windows.
+
+    Both models are scored on identical resamples (the same seed draws the same windows,
+    since resampling depends only on ``y``), so the interval reflects the difference
+    between the models, not the spread of the windows. Keys: delta_auroc(_lo, _hi),
+    delta_auprc(_lo, _hi).
+    """
+    a_roc, a_prc = bootstrap_replicates(y, score, n_boot=n_boot, seed=seed)
+    b_roc, b_prc = bootstrap_replicates(y, reference, n_boot=n_boot, seed=seed)
+    q = [50.0 * (1.0 - level), 50.0 * (1.0 + level)]
+    out = {}
+    for name, a, b, point in (
+            ("auroc", a_roc, b_roc, roc_auc_score(y, score) - roc_auc_score(y, reference)),
+            ("auprc", a_prc, b_prc, average_precision_score(y, score)
+             - average_precision_score(y, reference))):
+        lo, hi = np.percentile(a - b, q)
+        out |= {f"delta_{name}": float(point), f"delta_{name}_lo": float(lo),
+                f"delta_{name}_hi": float(hi)}
+    return out
+
+
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """Read a predictions TSV written by :func:`write_predictions` (columns name, label, score)."""
     table = pd.read_csv(path, sep="\t", dtype={"name": str}, keep_default_na=False,

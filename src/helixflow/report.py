@@ -16,7 +16,8 @@ from .records import package_versions
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:70em;margin:1.5em auto;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
-th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td small{color:#555}
 .ok{color:#0a6e31;font-weight:600}.no{color:#a3261b;font-weight:600}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:85%}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
@@ -24,7 +25,8 @@ h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
 
 
 def _interval(row: pd.Series, metric: str) -> str:
-    return f"{row[metric]:.3f} [{row[metric + '_lo']:.3f}, {row[metric + '_hi']:.3f}]"
+    return (f"{row[metric]:.3f} <small>[{row[metric + '_lo']:.3f}, "
+            f"{row[metric + '_hi']:.3f}]</small>")
 
 
 def metrics_table(metrics: pd.DataFrame) -> str:
@@ -50,6 +52,25 @@ def metrics_table(metrics: pd.DataFrame) -> str:
                     f"<td class=num>{first['n_neg']}</td>{''.join(cells)}</tr>")
     return (f"<table><tr><th rowspan=2>target</th><th rowspan=2>test +</th>"
             f"<th rowspan=2>test −</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>")
+
+
+def paired_sentences(paired: pd.DataFrame, level: float) -> str:
+    """Plain-language verdicts from the paired bootstrap: better, worse or not resolved."""
+    items = []
+    for target, rows in paired.groupby("target", sort=False):
+        parts = []
+        for r in rows.itertuples():
+            d = f"{r.delta_auroc:+.3f} [{r.delta_auroc_lo:+.3f}, {r.delta_auroc_hi:+.3f}]"
+            if r.delta_auroc_lo > 0:
+                verdict = f"<span class=ok>better than {r.reference}</span>"
+            elif r.delta_auroc_hi < 0:
+                verdict = f"<span class=no>worse than {r.reference}</span>"
+            else:
+                verdict = f"not distinguishable from {r.reference}"
+            parts.append(f"{verdict} (ΔAUROC {d})")
+        items.append(f"<li>{html.escape(target)}: CNN {'; '.join(parts)}.</li>")
+    return (f"<p>Paired bootstrap on the same test windows, {round(100 * level)}% intervals "
+            "of AUROC(cnn) − AUROC(baseline):</p><ul>" + "".join(items) + "</ul>")
 
 
 def motif_sentences(motifs: pd.DataFrame) -> str:
@@ -80,8 +101,9 @@ def sweep_sentence(sweep: pd.DataFrame) -> str:
             "<th>train AUROC</th><th>valid AUROC</th><th>gap</th></tr>" + rows + "</table>")
 
 
-def write_summary(out: str | Path, metrics: str | Path, motifs: str | Path, sweep: str | Path,
-                  inputs: str | Path, config: str, records: list[str]) -> None:
+def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,
+                  sweep: str | Path, inputs: str | Path, config: str,
+                  records: list[str]) -> None:
     """Write the self-contained HTML summary page."""
     metrics_df = pd.read_csv(metrics, sep="\t")
     motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
@@ -101,6 +123,7 @@ def write_summary(out: str | Path, metrics: str | Path, motifs: str | Path, swee
              "target's JASPAR PWM, best log-odds over both strands; kmer_logreg = logistic "
              "regression on k-mer counts (k and C chosen on the valid split). Bold: best AUROC "
              "per target.</p>",
+             paired_sentences(pd.read_csv(paired, sep="\t"), cfg["evaluate"]["level"]),
              "<h2>Do the learned filters recover the known motif?</h2>",
              motif_sentences(motifs_df)]
     if str(sweep) != "none":
@@ -130,7 +153,7 @@ def _inputs_table(cfg: dict, checked: dict) -> str:
         if spec:
             staged = Path("resources") / spec["path"]
             digest = sha256sum(staged) if staged.is_file() else spec.get("sha256") or ""
-            rows.append((key, spec["path"], digest, ""))
+            rows.append((key, str(staged), digest, ""))
     for target, info in checked["targets"].items():
         rows.append((f"peaks {target}", info["path"], info["sha256"], f"{info['peaks']} peaks"))
     body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td><code>{c}</code>"

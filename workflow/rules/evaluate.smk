@@ -59,6 +59,7 @@ rule evaluate:
                           for m in models_of(w.target)}),
     output:
         table="results/metrics/{target}.tsv",
+        paired="results/metrics/paired/{target}.tsv",
         figure=report("results/figures/{target}_roc_pr.png",
                       caption="../report/roc_pr.rst", category="2. Held-out evaluation",
                       subcategory="{target}"),
@@ -80,7 +81,27 @@ rule evaluate:
     shell:
         "helixflow evaluate --target {wildcards.target} --predictions {params.predictions} "
         "--n-boot {params.n_boot} --level {params.level} --seed {params.seed} "
-        "--out {output.table} --figure {output.figure} 2> {log}"
+        "--out {output.table} --paired {output.paired} --figure {output.figure} 2> {log}"
+
+
+rule paired_summary:
+    input:
+        expand("results/metrics/paired/{target}.tsv", target=TARGETS),
+    output:
+        report("results/metrics/paired_summary.tsv", caption="../report/paired_summary.rst",
+               category="1. Summary"),
+    log:
+        "results/logs/paired_summary.log",
+    benchmark:
+        "results/benchmarks/paired_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "helixflow summarize --tables {input} --out {output} 2> {log}"
 
 
 rule metrics_summary:

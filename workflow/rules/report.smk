@@ -5,6 +5,7 @@
 rule report_summary:
     input:
         metrics="results/metrics/summary.tsv",
+        paired="results/metrics/paired_summary.tsv",
         motifs="results/motifs/summary.tsv",
         sweep="results/metrics/sweep.tsv" if SWEEP_ARMS else [],
         inputs=f"{DATA}/inputs_checked.json",
@@ -26,6 +27,6 @@ rule report_summary:
     conda:
         "../../envs/report.yaml"
     shell:
-        "helixflow report-summary --metrics {input.metrics} --motifs {input.motifs} "
+        "helixflow report-summary --metrics {input.metrics} --paired {input.paired} --motifs {input.motifs} "
         "--sweep {params.sweep} --inputs {input.inputs} --config {params.config:q} "
         "--records {input.records} --out {output} 2> {log}"
