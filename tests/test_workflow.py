@@ -198,3 +198,15 @@ def test_empty_peaks_file_stops_before_training(tmp_path):
     _replace_peaks(tmp_path, "# no peaks survived\n")
     result = snakemake(tmp_path, "--show-failed-logs")
     _assert_stopped_before_training(tmp_path, result, "Reb1_peaks.bed", "has no peaks")
+
+
+def test_hg38_encode_example_dry_run(tmp_path):
+    """The worked human config plans every stage (placeholder accessions, nothing fetched)."""
+    example = REPO / "config/examples/hg38_encode"
+    config = yaml.safe_load((example / "config.yaml").read_text())
+    config["samples"] = str(example / "chip.tsv")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "-q", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    assert jobs["stage_input"] == 5 and jobs["train_cnn"] == 3 and jobs["motifs"] == 3

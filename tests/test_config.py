@@ -1,0 +1,227 @@
+"""Tests for helixflow.config: schema validation with defaults and friendly errors, sample sheets."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helixflow.config import load_schema, read_sample_sheet, validate_config
+from helixflow.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+HEADER = "target\tpeaks\tpeaks_url\tpeaks_sha256\tpeak_format\ttax_group\tjaspar_id"
+
+
+@pytest.fixture
+def config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def _error(config: dict) -> InputError:
+    with pytest.raises(InputError) as err:
+        validate_config(config)
+    return err.value
+
+
+def _defaults(schema: dict) -> dict:
+    """Default of every leaf under ``schema``, as a nested dict."""
+    out = {}
+    for key, sub in schema.get("properties", {}).items():
+        if sub.get("type") == "object" and "properties" in sub:
+            out[key] = _defaults(sub)
+        elif "default" in sub:
+            out[key] = sub["default"]
+    return out
+
+
+# ---------------------------------------------------------------- validate_config
+
+
+def test_default_config_passes_unchanged(config):
+    original = copy.deepcopy(config)
+    checked = validate_config(config)
+    assert config == original                       # input not modified
+    assert checked == original                      # every key is set, so nothing filled
+
+
+@pytest.mark.parametrize("section", ["windows", "cnn", "evaluate", "motifs", "sweep"])
+def test_removed_section_is_filled_with_schema_defaults(config, section):
+    del config[section]
+    checked = validate_config(config)
+    schema = load_schema("config")["properties"][section]
+    assert checked[section] == _defaults(schema)
+
+
+def test_defaults_have_expected_values(config):
+    for section in ("windows", "cnn", "threads"):
+        del config[section]
+    checked = validate_config(config)
+    assert checked["windows"] == {"width": 200, "negative_ratio": 1.0, "shuffled_ratio": 0.0,
+                                  "gc_bins": 20, "max_n_fraction": 0.01}
+    assert checked["cnn"]["architecture"]["kernel"] == 19
+    assert checked["cnn"]["training"]["patience"] == 8
+    assert checked["cnn"]["grid"] == []
+    assert checked["threads"] == 2
+
+
+def test_removed_leaf_is_filled_and_others_kept(config):
+    del config["cnn"]["training"]["patience"]
+    config["cnn"]["training"]["epochs"] = 3
+    checked = validate_config(config)
+    assert checked["cnn"]["training"]["patience"] == 8
+    assert checked["cnn"]["training"]["epochs"] == 3
+
+
+def test_unknown_key_names_path_and_suggests(config):
+    config["cnn"]["training"]["epohcs"] = 5
+    err = _error(config)
+    assert "cnn.training.epohcs" in str(err)
+    assert "did you mean 'epochs'?" in str(err)
+    assert "config/config.yaml" in str(err)
+
+
+def test_unknown_top_level_key(config):
+    config["seeed"] = 1
+    err = _error(config)
+    assert "'seeed'" in str(err) and "did you mean 'seed'?" in str(err)
+
+
+def test_unknown_key_without_close_match_lists_known_keys(config):
+    config["windows"]["zzzzzz"] = 1
+    err = _error(config)
+    assert "windows.zzzzzz" in str(err)
+    assert "known keys here:" in str(err) and "gc_bins" in str(err)
+
+
+def test_unknown_key_in_ref_and_array_items(config):
+    config["genome"]["fasta"]["md5"] = "x"
+    assert "genome.fasta.md5" in str(_error(config))
+    config["genome"]["fasta"].pop("md5")
+    config["sweep"]["arms"][1]["filtres"] = 3
+    err = _error(config)
+    assert "sweep.arms.1.filtres" in str(err) and "did you mean 'filters'?" in str(err)
+
+
+@pytest.mark.parametrize(("path", "value", "words"), [
+    (("windows", "width"), "200", ["windows.width", "integer"]),
+    (("cnn", "training", "rc_augment"), "yes", ["cnn.training.rc_augment", "boolean"]),
+    (("seed",), 1.5, ["'seed'", "integer"]),
+    (("splits", "valid"), "chrVII", ["splits.valid", "array"]),
+])
+def test_wrong_type_names_key(config, path, value, words):
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    message = str(_error(config))
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(("path", "value", "key"), [
+    (("windows", "gc_bins"), 0, "windows.gc_bins"),
+    (("windows", "width"), 10, "windows.width"),
+    (("evaluate", "level"), 1.0, "evaluate.level"),
+    (("genome", "fasta", "sha256"), "ABC", "genome.fasta.sha256"),
+    (("genome", "name"), "sac cer", "genome.name"),
+])
+def test_out_of_range_names_key(config, path, value, key):
+    node = config
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    assert f"key '{key}'" in str(_error(config))
+
+
+@pytest.mark.parametrize("key", ["seed", "samples", "genome", "splits"])
+def test_missing_required(config, key):
+    del config[key]
+    message = str(_error(config))
+    assert f"'{key}' is a required property" in message
+
+
+def test_source_names_the_file(config):
+    config["threads"] = 0
+    with pytest.raises(InputError, match="^helixflow: my/config.yaml: key 'threads'"):
+        validate_config(config, source="my/config.yaml")
+
+
+# ---------------------------------------------------------------- read_sample_sheet
+
+
+def _row(target="Reb1", jaspar="MA0363", fmt="bed"):
+    return f"{target}\tpeaks/{target}.bed\t\t\t{fmt}\tfungi\t{jaspar}"
+
+
+def _sheet(tmp_path, *lines, header=HEADER):
+    path = tmp_path / "chip.tsv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def test_real_sample_sheet():
+    sheet = read_sample_sheet(REPO / "config" / "chip.tsv")
+    assert list(sheet.index) == ["Reb1", "Abf1", "Cbf1", "Mcm1", "Rap1"]
+    assert (sheet["target"] == sheet.index).all()
+    assert sheet.loc["Reb1", "jaspar_id"] == "MA0363"
+
+
+def test_minimal_sheet_fills_optional_columns(tmp_path):
+    path = _sheet(tmp_path, "Reb1\tpeaks/r.bed\tauto\tfungi",
+                  header="target\tpeaks\tpeak_format\ttax_group")
+    sheet = read_sample_sheet(path)
+    assert sheet.loc["Reb1", "jaspar_id"] == ""
+    assert sheet.loc["Reb1", "peaks_url"] == ""
+    assert sheet.loc["Reb1", "peaks_sha256"] == ""
+
+
+def test_empty_optional_values_pass(tmp_path):
+    sheet = read_sample_sheet(_sheet(tmp_path, _row(jaspar=""), _row("Abf1", "MA0265.1")))
+    assert sheet["jaspar_id"].tolist() == ["", "MA0265.1"]
+
+
+def test_unknown_column(tmp_path):
+    path = _sheet(tmp_path, _row() + "\tx", header=HEADER + "\tantibody")
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(path)
+    message = str(err.value)
+    assert "chip.tsv line 1:" in message and "'antibody'" in message
+    assert "known columns" in message
+
+
+def test_bad_jaspar_id_names_line(tmp_path):
+    path = _sheet(tmp_path, _row(), _row("Abf1", "MA265"), _row("Cbf1"))
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(path)
+    message = str(err.value)
+    assert "chip.tsv line 3:" in message
+    assert "jaspar_id" in message and "MA265" in message
+
+
+def test_bad_peak_format_names_line(tmp_path):
+    path = _sheet(tmp_path, _row(fmt="narrowpeak"))
+    with pytest.raises(InputError, match="line 2: column 'peak_format'"):
+        read_sample_sheet(path)
+
+
+def test_bad_target_name(tmp_path):
+    path = _sheet(tmp_path, _row(), _row("Reb 1"))
+    with pytest.raises(InputError, match="line 3: column 'target'"):
+        read_sample_sheet(path)
+
+
+def test_duplicated_target_names_second_line(tmp_path):
+    path = _sheet(tmp_path, _row(), _row("Abf1"), _row("Reb1"))
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(path)
+    message = str(err.value)
+    assert "target 'Reb1' appears twice" in message
+    assert "chip.tsv line 4:" in message
+
+
+def test_missing_sheet(tmp_path):
+    with pytest.raises(InputError, match="sample sheet not found"):
+        read_sample_sheet(tmp_path / "nope.tsv")

@@ -1,0 +1,228 @@
+"""Tests for helixflow.models.cnn and helixflow.train: shapes, save/load, learning, determinism."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from helixflow.encode import one_hot_batch, reverse_complement
+from helixflow.models.cnn import BindingCNN, CNNConfig, load_model, n_parameters, save_model
+from helixflow.train import TrainConfig, make_config, predict, rc, select_on_valid, train_cnn
+
+MOTIF = "TTACCCGG"
+LENGTH = 100
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_auroc", "valid_loss", "valid_auroc", "seconds"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_state():
+    """train_cnn switches on deterministic algorithms and sets threads process-wide."""
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+
+
+def planted(n: int, seed: int, motif: str = MOTIF) -> tuple[np.ndarray, np.ndarray]:
+    """Random sequences; the odd-indexed half carry ``motif`` (either strand) at a random place."""
+    rng = np.random.default_rng(seed)
+    seqs, y = [], np.arange(n) % 2
+    rc_motif = motif[::-1].translate(str.maketrans("ACGT", "TGCA"))
+    for label in y:
+        seq = list(rng.choice(list("ACGT"), LENGTH))
+        if label:
+            at = int(rng.integers(0, LENGTH - len(motif) + 1))
+            seq[at:at + len(motif)] = motif if rng.random() < 0.5 else rc_motif
+        seqs.append("".join(seq))
+    return one_hot_batch(seqs), y.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X_train, y_train = planted(400, seed=1)
+    X_valid, y_valid = planted(200, seed=2)
+    return X_train, y_train, X_valid, y_valid
+
+
+def tiny(**changes) -> TrainConfig:
+    model = CNNConfig(window=LENGTH, filters=8, kernel=9, pool=0, dense=0, dropout=0.0)
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=0.01, weight_decay=0.0, patience=0, seed=0,
+                      threads=1, model=model)
+    for key, value in changes.items():
+        if key in CNNConfig.__dataclass_fields__:
+            setattr(cfg.model, key, value)
+        else:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize(("filters", "kernel", "pool", "dense"), [
+    (4, 5, 0, 0), (8, 9, 4, 16), (3, 1, 10, 0), (16, 19, 0, 32), (2, 24, 7, 3),
+])
+def test_binding_cnn_output_shape(filters, kernel, pool, dense):
+    cfg = CNNConfig(window=LENGTH, filters=filters, kernel=kernel, pool=pool, dense=dense)
+    model = BindingCNN(cfg).eval()
+    X = torch.from_numpy(planted(7, seed=0)[0].astype(np.float32))
+    assert model(X).shape == (7,)
+    assert model.activations(X).shape == (7, filters, LENGTH - kernel + 1)
+    assert (model.activations(X) >= 0).all()
+    assert n_parameters(model) == sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = BindingCNN(CNNConfig(window=LENGTH, filters=6, kernel=7, pool=5, dense=4)).eval()
+    save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json",
+                                                                   "model.safetensors"]
+    loaded = load_model(tmp_path / "m")
+    assert not loaded.training
+    assert loaded.config == model.config
+    assert weights_equal(model, loaded)
+    X = planted(50, seed=3)[0]
+    np.testing.assert_array_equal(predict(loaded, X), predict(model, X))
+    np.testing.assert_array_equal(predict(loaded, X, rc_average=False),
+                                  predict(model, X, rc_average=False))
+
+
+# ---------------------------------------------------------------- predict and rc
+
+
+def test_rc_matches_numpy_reverse_complement():
+    X = planted(5, seed=4)[0]
+    np.testing.assert_array_equal(rc(torch.from_numpy(X)).numpy(), reverse_complement(X))
+
+
+def test_predict_rc_average_is_strand_invariant():
+    torch.manual_seed(1)
+    model = BindingCNN(CNNConfig(window=LENGTH, filters=8, kernel=9, pool=4, dense=8))
+    X = planted(64, seed=5)[0]
+    X[:, :, 10:13] = 0                                   # some N columns too
+    X_rc = np.ascontiguousarray(reverse_complement(X))
+    both = predict(model, X)
+    np.testing.assert_allclose(both, predict(model, X_rc), atol=1e-5)
+    np.testing.assert_allclose(both, predict(model, reverse_complement(X)), atol=1e-5)
+    forward = predict(model, X, rc_average=False)
+    backward = predict(model, X_rc, rc_average=False)
+    assert np.abs(forward - backward).max() > 1e-3      # so the averaging is what makes it equal
+    np.testing.assert_allclose(both, (forward + backward) / 2, atol=1e-6)
+
+
+def test_predict_is_batch_independent_and_eval_mode():
+    torch.manual_seed(2)
+    model = BindingCNN(CNNConfig(window=LENGTH, filters=4, kernel=5, dropout=0.5))
+    model.train()
+    X = planted(50, seed=6)[0]
+    full = predict(model, X)
+    assert not model.training
+    np.testing.assert_allclose(predict(model, X, batch_size=7), full, atol=1e-6)
+    np.testing.assert_array_equal(predict(model, X), full)   # dropout is off
+    assert predict(model, X[:0]).shape == (0,)
+
+
+# ---------------------------------------------------------------- train_cnn
+
+
+def test_learns_planted_motif(data):
+    model, history, summary = train_cnn(*data, tiny(), log=io.StringIO())
+    X_valid, y_valid = data[2], data[3]
+    assert summary["valid_auroc"] > 0.9
+    assert roc_auc_score(y_valid, predict(model, X_valid)) == pytest.approx(
+        summary["valid_auroc"])
+    assert history["valid_auroc"].iloc[-1] > history["valid_auroc"].iloc[0] - 1e-9
+    assert summary["n_params"] == n_parameters(model)
+
+
+def test_history_columns_and_epochs(data):
+    _, history, summary = train_cnn(*data, tiny(epochs=3), log=io.StringIO())
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert (history["seconds"] >= 0).all()
+    assert history[["train_auroc", "valid_auroc"]].stack().between(0, 1).all()
+    assert summary["epochs_run"] == 3
+    assert summary["best_epoch"] == 3                      # patience 0 keeps the last epoch
+
+
+def test_same_seed_same_run_other_seed_other_weights(data):
+    log = io.StringIO()
+    m1, h1, _ = train_cnn(*data, tiny(epochs=3, dropout=0.2), log=log)
+    m2, h2, _ = train_cnn(*data, tiny(epochs=3, dropout=0.2), log=log)
+    m3, _, _ = train_cnn(*data, tiny(epochs=3, dropout=0.2, seed=1), log=log)
+    cols = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    assert h1[cols].equals(h2[cols])
+    assert weights_equal(m1, m2)
+    assert not weights_equal(m1, m3)
+
+
+def test_early_stopping_on_random_labels(data):
+    rng = np.random.default_rng(0)
+    X_train, _, X_valid, _ = data
+    y_train = rng.integers(0, 2, len(X_train)).astype(np.uint8)
+    y_valid = rng.integers(0, 2, len(X_valid)).astype(np.uint8)
+    cfg = tiny(epochs=40, patience=2, lr=0.02)
+    model, history, summary = train_cnn(X_train, y_train, X_valid, y_valid, cfg,
+                                        log=io.StringIO())
+    assert summary["epochs_run"] < cfg.epochs
+    best = int(history["valid_auroc"].idxmax())
+    assert summary["best_epoch"] == history["epoch"].iloc[best]
+    # stopped exactly ``patience`` epochs after the best one
+    assert summary["epochs_run"] == summary["best_epoch"] + cfg.patience
+    # and the returned weights are the best epoch's, not the last epoch's
+    assert roc_auc_score(y_valid, predict(model, X_valid)) == pytest.approx(
+        history["valid_auroc"].iloc[best])
+    assert summary["valid_auroc"] == history["valid_auroc"].max()
+
+
+def test_train_log_lines(data):
+    log = io.StringIO()
+    train_cnn(*data, tiny(epochs=2), log=log)
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2
+
+
+# ---------------------------------------------------------------- config and selection
+
+
+def test_make_config_routes_overrides():
+    arch = {"filters": 32, "kernel": 19, "pool": 0, "dense": 32, "dropout": 0.2}
+    training = {"epochs": 60, "batch_size": 64, "lr": 0.003, "weight_decay": 1e-4,
+                "patience": 8, "rc_augment": True, "rc_average": True}
+    cfg = make_config(arch, training, {"filters": 64, "lr": 0.01}, seed=3, threads=2,
+                      window=150)
+    assert cfg.model.filters == 64 and cfg.model.kernel == 19 and cfg.model.window == 150
+    assert cfg.lr == 0.01 and cfg.epochs == 60 and cfg.seed == 3 and cfg.threads == 2
+    assert arch["filters"] == 32 and training["lr"] == 0.003        # inputs untouched
+    with pytest.raises(KeyError, match="filtres"):
+        make_config(arch, training, {"filtres": 8})
+
+
+def test_select_on_valid_picks_max_and_marks_one(data):
+    candidates = [tiny(epochs=1, lr=1e-5, filters=1),               # barely trained
+                  tiny(epochs=4),
+                  tiny(epochs=4),                                  # an exact tie with #1
+                  tiny(epochs=2, filters=2, seed=5)]
+    model, history, summary, table = select_on_valid(*data, candidates, log=io.StringIO())
+    assert len(table) == 4
+    assert table["chosen"].sum() == 1
+    best = int(table["valid_auroc"].idxmax())                       # first of the maxima
+    assert table["chosen"].tolist() == [i == best for i in range(4)]
+    assert table.loc[1, "valid_auroc"] == table.loc[2, "valid_auroc"]
+    assert summary["valid_auroc"] == table["valid_auroc"].max()
+    assert model.config.filters == table.loc[best, "filters"]
+    assert len(history) == candidates[best].epochs
+    assert roc_auc_score(data[3], predict(model, data[2])) == pytest.approx(
+        summary["valid_auroc"])
+    assert {"candidate", "filters", "lr", "n_params", "best_epoch", "valid_auroc",
+            "chosen"} <= set(table.columns)
