@@ -1,4 +1,4 @@
-"""Tests for helixflow.config: schema validation with defaults and friendly errors, sample sheets."""
+"""Tests for helixflow.config: schema validation, defaults, friendly errors, sample sheets."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+from test_genome import make_toy_genome
 
 from helixflow.encode import decode, one_hot_batch
 from helixflow.errors import InputError
@@ -22,7 +23,6 @@ from helixflow.intervals import (
     resolve_splits,
 )
 from helixflow.shards import build_shards, load_split, shuffled_sequences
-from test_genome import make_toy_genome
 
 WIDTH = 200
 

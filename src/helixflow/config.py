@@ -88,13 +88,15 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise InputError("sample sheet not found", path=path, fix="set 'samples' in the config")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if "target" in sheet:  # comment rows; the index keeps each row's place in the file
+        sheet = sheet[~sheet["target"].str.startswith("#")]
     schema = load_schema("samples", schema_dir)
     for col in sheet.columns:
         if col not in schema["properties"]:
             raise InputError(f"unknown column '{col}'", path=path, line=1,
                              fix=f"known columns: {', '.join(schema['properties'])}")
-    for i, row in enumerate(sheet.to_dict("records")):
+    for i, row in zip(sheet.index, sheet.to_dict("records"), strict=True):
         row = {k: v for k, v in row.items() if v != "" or k in schema["required"]}
         for error in jsonschema.Draft7Validator(schema).iter_errors(row):
             raise InputError(f"column '{_key(error.absolute_path)}': {error.message}",

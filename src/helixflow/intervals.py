@@ -108,8 +108,14 @@ def read_blacklist(path: str | Path | None, sizes: Mapping[str, int],
                 raise InputError(f"{len(fields)} columns, BED needs at least 3", path=path,
                                  line=number, fix="check the separator is a tab")
             chrom = fields[0] if fields[0] in sizes else aliases.get(fields[0])
+            try:
+                start, end = int(fields[1]), int(fields[2])
+            except ValueError as err:
+                raise InputError(f"coordinates are not integers ({fields[1]!r}, "
+                                 f"{fields[2]!r})", path=path, line=number,
+                                 fix="fix or remove the line") from err
             if chrom in sizes:
-                rows.append((chrom, int(fields[1]), int(fields[2])))
+                rows.append((chrom, start, end))
     return pd.DataFrame(rows, columns=["chrom", "start", "end"])
 
 
@@ -262,8 +268,9 @@ def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | 
         pos = positives[positives["split"] == split]
         neg = background_negatives(pos, exclude, fasta, sizes, chroms, width, negative_ratio,
                                    gc_bins, max_n_fraction, rng)
-        names = "bg:" + neg["chrom"].astype(str) + ":" + neg["start"].astype(str)
-        parts.append(neg.assign(name=names, label=0, kind="background", split=split))
+        if len(neg):
+            names = "bg:" + neg["chrom"].astype(str) + ":" + neg["start"].astype(str)
+            parts.append(neg.assign(name=names, label=0, kind="background", split=split))
         n_shuffled = int(round(shuffled_ratio * len(pos)))
         if n_shuffled:
             source = pos.iloc[rng.choice(len(pos), n_shuffled, replace=n_shuffled > len(pos))]

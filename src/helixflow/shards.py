@@ -29,7 +29,8 @@ def shuffled_sequences(X: np.ndarray, seed: int) -> np.ndarray:
     """One dinucleotide shuffle per sequence (tangermeme), uint8 shape=(n, 4, L) like ``X``."""
     if len(X) == 0:
         return X
-    shuffled = dinucleotide_shuffle(torch.from_numpy(X.astype(np.int8)), n=1, random_state=seed)
+    shuffled = dinucleotide_shuffle(torch.from_numpy(X.astype(np.int8)), n=1, random_state=seed,
+                                   allow_N=True)
     return shuffled[:, 0].numpy().astype(np.uint8)
 
 
@@ -66,13 +67,15 @@ def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path
         if shuffle.any():
             X[shuffle] = shuffled_sequences(X[shuffle], seed + SPLITS.index(split))
         y = part["label"].to_numpy(dtype=np.uint8)
-        with atomic_path(out_dir / f"{split}.names.txt") as tmp:
+        names_path = out_dir / f"{split}.names.txt"
+        with atomic_path(names_path) as tmp:
             tmp.write_text("".join(f"{n}\n" for n in part["name"]))
         manifest["splits"][split] = {
             "n": len(part), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
             "by_kind": part["kind"].value_counts().to_dict(),
             "x": _write_array(out_dir / f"{split}.x.npy", X),
             "y": _write_array(out_dir / f"{split}.y.npy", y),
+            "names": {"file": names_path.name, "sha256": sha256sum(names_path)},
         }
     genome.close()
     write_json(out_dir / "manifest.json", manifest)
@@ -92,13 +95,12 @@ def load_split(manifest_path: str | Path, split: str, verify: bool = True) -> Sp
     """Memory-map one split's arrays, checking each file's sha256 against the manifest."""
     manifest_path = Path(manifest_path)
     entry = read_json(manifest_path)["splits"][split]
-    arrays = []
-    for key in ("x", "y"):
+    for key in ("x", "y", "names"):
         path = manifest_path.parent / entry[key]["file"]
         if verify and sha256sum(path) != entry[key]["sha256"]:
             raise InputError(f"checksum mismatch for {path.name}", path=path,
                              fix="the shard changed after it was written; delete the shard "
                              "directory and let the workflow rebuild it")
-        arrays.append(np.load(path, mmap_mode="r"))
-    names = (manifest_path.parent / f"{split}.names.txt").read_text().splitlines()
+    arrays = [np.load(manifest_path.parent / entry[k]["file"], mmap_mode="r") for k in "xy"]
+    names = (manifest_path.parent / entry["names"]["file"]).read_text().splitlines()
     return Split(X=arrays[0], y=arrays[1], names=names)

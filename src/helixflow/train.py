@@ -18,6 +18,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from .errors import InputError
 from .models.cnn import BindingCNN, CNNConfig, n_parameters
 
 
@@ -84,6 +85,12 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     epoch, train_loss, train_auroc, valid_loss, valid_auroc, seconds (train metrics are
     measured on the training windows in eval mode, so they compare with valid).
     """
+    for split, labels in (("train", y_train), ("valid", y_valid)):
+        if not 0 < int(np.sum(labels)) < len(labels):
+            raise InputError(f"the {split} split has {int(np.sum(labels))} positives among "
+                             f"{len(labels)} windows; AUROC needs both classes",
+                             fix="move chromosomes with peaks into that split ('splits' in "
+                             "the config)")
     generator = seed_everything(cfg.seed, cfg.threads)
     model = BindingCNN(cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -147,6 +154,8 @@ def make_config(architecture: dict, training: dict, overrides: dict | None = Non
     if window is not None:
         arch["window"] = window
     for key, value in (overrides or {}).items():
+        if key in ("seed", "threads", "model"):
+            raise KeyError(f"'{key}' cannot be set per grid entry; set it at the top level")
         if key in CNNConfig.__dataclass_fields__:
             arch[key] = value
         elif key in TrainConfig.__dataclass_fields__:
