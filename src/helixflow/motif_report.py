@@ -87,8 +87,12 @@ def motif_report(target: str, shards: str | Path, model_dir: str | Path, out_dir
                                       best["strand"])}
     write_tsv(out_dir / "recovery.tsv", pd.DataFrame([recovery], columns=RECOVERY_COLUMNS))
 
+    verdict = (f"{recovery['jaspar_id']} {recovery['jaspar_name']} recovered by "
+               f"{recovery['best_filter']} (q = {recovery['q']:.2g})" if recovery["recovered"]
+               else f"{recovery['jaspar_id'] or 'no JASPAR motif given'}: not recovered")
     plot_filter_logos(figure, _logo_panels(table, queries, sites, targets, recovery,
-                                           params["n_logos"]))
+                                           params["n_logos"]),
+                      title=f"{target}: learned filters vs JASPAR ({verdict})")
     write_record(out_dir / "record.json", "motifs", params,
                  {"shards": shards, "weights": Path(model_dir) / "model.safetensors"},
                  {**recovery, "jaspar_release": targets[0].release if targets else "",

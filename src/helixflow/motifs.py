@@ -483,14 +483,14 @@ def _ic_frame(ppm: np.ndarray, start: int = 0) -> pd.DataFrame:
                         index=np.arange(start, start + p.shape[1]))
 
 
-def plot_filter_logos(path_png: str | Path, panels: list[dict]) -> None:
+def plot_filter_logos(path_png: str | Path, panels: list[dict], title: str = "") -> None:
     """Filter logos (left) beside their JASPAR matches (right), one row per panel.
 
     Panel keys: ``title``, ``query`` (4, w) ppm; optional ``match`` (4, w) ppm,
     ``match_title``, ``offset`` (int, default 0) and ``strand`` ("+"/"-", default "+").
     The match is reverse complemented on "-" and shifted so that query column j sits above
     match column j + offset (Tomtom's frame). Writes ``path_png`` (dpi 150) and the SVG with
-    the same stem, each atomically.
+    the same stem, each atomically. ``title`` heads the figure.
     """
     import logomaker
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -501,6 +501,12 @@ def plot_filter_logos(path_png: str | Path, panels: list[dict]) -> None:
     fig = Figure(figsize=(11, 2.1 * rows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 2, squeeze=False)
+    if title:
+        fig.suptitle(title, fontsize=12, fontweight="bold")
+    axes[0, 0].annotate("learned filter (PWM from activating sites)", (0, 1.32),
+                        xycoords="axes fraction", fontsize=10, color="#444")
+    axes[0, 1].annotate("best JASPAR match, aligned by Tomtom", (0, 1.32),
+                        xycoords="axes fraction", fontsize=10, color="#444")
     for (ax_q, ax_m), panel in zip(axes, panels, strict=False):
         query = np.asarray(panel["query"], dtype=np.float64)
         match = panel.get("match")
