@@ -34,9 +34,9 @@ rule index_genome:
         fai=f"{DATA}/genome.fa.fai",
         sizes=f"{DATA}/chrom.sizes",
     log:
-        f"results/logs/{GENOME}/index_genome.log",
+        f"results/logs/index_genome/{GENOME}.log",
     benchmark:
-        f"results/benchmarks/{GENOME}/index_genome.tsv"
+        f"results/benchmarks/index_genome/{GENOME}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -62,9 +62,9 @@ rule check_inputs:
         peaks=[f"{t}:{SAMPLES.loc[t, 'peak_format']}:resources/{SAMPLES.loc[t, 'peaks']}"
                for t in TARGETS],
     log:
-        f"results/logs/{GENOME}/check_inputs.log",
+        f"results/logs/check_inputs/{GENOME}.log",
     benchmark:
-        f"results/benchmarks/{GENOME}/check_inputs.tsv"
+        f"results/benchmarks/check_inputs/{GENOME}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -94,9 +94,9 @@ rule windows:
         json=as_json({"seed": config["seed"], "splits": config["splits"],
                       "windows": config["windows"]}),
     log:
-        f"results/logs/{GENOME}/windows/{{target}}.log",
+        f"results/logs/windows/{{target}}.log",
     benchmark:
-        f"results/benchmarks/{GENOME}/windows/{{target}}.tsv"
+        f"results/benchmarks/windows/{{target}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -118,9 +118,9 @@ rule check_splits:
     params:
         json=as_json(config["splits"]),
     log:
-        f"results/logs/{GENOME}/check_splits/{{target}}.log",
+        f"results/logs/check_splits/{{target}}.log",
     benchmark:
-        f"results/benchmarks/{GENOME}/check_splits/{{target}}.tsv"
+        f"results/benchmarks/check_splits/{{target}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -143,9 +143,9 @@ rule shards:
         out_dir=lambda w: f"{DATA}/shards/{w.target}",
         seed=config["seed"],
     log:
-        f"results/logs/{GENOME}/shards/{{target}}.log",
+        f"results/logs/shards/{{target}}.log",
     benchmark:
-        f"results/benchmarks/{GENOME}/shards/{{target}}.tsv"
+        f"results/benchmarks/shards/{{target}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
