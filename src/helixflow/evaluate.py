@@ -215,14 +215,15 @@ def paired_difference(y: np.ndarray, score: np.ndarray, reference: np.ndarray,
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """Read a predictions TSV written by :func:`write_predictions` (columns name, label, score)."""
-    table = pd.read_csv(path, sep="\t", dtype={"name": str}, keep_default_na=False,
-                        na_values={"score": ["", "NaN", "nan"], "label": [""]},
-                        float_precision="round_trip")
+    table = pd.read_csv(path, sep="\t", dtype={"name": str, "score": str},
+                        keep_default_na=False,
+                        na_values={"score": ["", "NaN", "nan"], "label": [""]})
     missing = [column for column in PREDICTION_COLUMNS if column not in table.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", path=path, line=1,
                          fix="a predictions file needs the header: name, label, score")
     table = table[PREDICTION_COLUMNS]
+    table["score"] = table["score"].map(float)  # Python's parser: an exact float round trip
     if table["label"].isna().any() or not table["label"].isin([0, 1]).all():
         raise InputError("label must be 0 or 1 on every row", path=path,
                          fix="rewrite the file with helixflow.evaluate.write_predictions")

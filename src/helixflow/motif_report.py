@@ -85,7 +85,8 @@ def motif_report(target: str, shards: str | Path, model_dir: str | Path, out_dir
                      "q": float(best["q"]),
                      "kl": aligned_kl(queries[best["query"]], own.ppm, int(best["offset"]),
                                       best["strand"])}
-    write_tsv(out_dir / "recovery.tsv", pd.DataFrame([recovery], columns=RECOVERY_COLUMNS))
+    rounded = recovery | {"q": float(f"{recovery['q']:.4g}"), "kl": round(recovery["kl"], 4)}
+    write_tsv(out_dir / "recovery.tsv", pd.DataFrame([rounded], columns=RECOVERY_COLUMNS))
 
     verdict = (f"{recovery['jaspar_id']} {recovery['jaspar_name']} recovered by "
                f"{recovery['best_filter']} (q = {recovery['q']:.2g})" if recovery["recovered"]
