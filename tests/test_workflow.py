@@ -115,14 +115,14 @@ def test_nothing_reruns_when_nothing_changed(tiny_run):
 def test_training_param_change_reruns_training_not_data(tiny_run):
     jobs = _dry_run_with(tiny_run, lambda c: c["cnn"]["training"].update(lr=0.02))
     assert {"train_cnn", "evaluate", "motifs", "report_summary"} <= set(jobs)
-    assert not {"stage_input", "index_genome", "check_inputs", "windows", "check_splits",
+    assert not {"stage_input", "index_genome", "check_peaks", "windows", "check_splits",
                 "shards", "kmer_baseline", "pwm_baseline"} & set(jobs)
 
 
 def test_window_change_rebuilds_windows_and_downstream(tiny_run):
     jobs = _dry_run_with(tiny_run, lambda c: c["windows"].update(negative_ratio=2.0))
     assert {"windows", "shards", "train_cnn", "kmer_baseline", "pwm_baseline"} <= set(jobs)
-    assert not {"stage_input", "index_genome", "check_inputs"} & set(jobs)
+    assert not {"stage_input", "index_genome", "check_peaks"} & set(jobs)
 
 
 # ------------------------------------------------------------------ bad inputs
@@ -190,7 +190,7 @@ def test_bad_peak_line_stops_before_training(tmp_path, bad_line, expected):
     _replace_peaks(tmp_path, "".join(good[:3]) + bad_line + "".join(good[3:]))
     result = snakemake(tmp_path, "--show-failed-logs")
     _assert_stopped_before_training(tmp_path, result, "Reb1_peaks.bed", *expected)
-    assert not (tmp_path / "results/data/tiny/inputs_checked.json").exists()
+    assert not (tmp_path / "results/data/tiny/checked/Reb1.json").exists()
 
 
 def test_empty_peaks_file_stops_before_training(tmp_path):

@@ -152,14 +152,20 @@ def cmd_sweep_summary(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from .files import read_json, write_tsv
-    from .plots import plot_bias_variance, plot_learning_curves
     from .sweep import sweep_table
     records = [read_json(Path(d) / "record.json") for d in a.arm_dirs]
     histories = [pd.read_csv(Path(d) / "history.tsv", sep="\t") for d in a.arm_dirs]
-    table = sweep_table(records, histories)
-    write_tsv(a.out, table.round(5))
-    names = [r["params"]["arm"]["name"] for r in records]
-    plot_learning_curves(a.curves, dict(zip(names, histories, strict=True)),
+    write_tsv(a.out, sweep_table(records, histories).round(5))
+
+
+def cmd_plot_sweep(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .plots import plot_bias_variance, plot_learning_curves
+    table = pd.read_csv(a.table, sep="\t")
+    histories = {Path(d).name: pd.read_csv(Path(d) / "history.tsv", sep="\t")
+                 for d in a.arm_dirs}
+    plot_learning_curves(a.curves, histories,
                          title=f"{a.target}: train (solid) vs valid (dashed) per epoch")
     plot_bias_variance(a.bias_variance, table,
                        title=f"{a.target}: capacity vs train/valid AUROC")
@@ -197,20 +203,17 @@ def cmd_pwm_baseline(a: argparse.Namespace) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .evaluate import PAIRED_COLUMNS, curves, metrics_row, paired_difference, read_predictions
+    from .evaluate import PAIRED_COLUMNS, metrics_row, paired_difference, read_predictions
     from .files import write_tsv
-    from .plots import plot_roc_pr
     predictions = {}
     for spec in a.predictions:
         model, path = spec.split("=", 1)
         predictions[model] = read_predictions(path)
-    rows, curve, metric, paired = [], {}, {}, []
+    rows, paired = [], []
     boot = {"n_boot": a.n_boot, "seed": a.seed, "level": a.level}
     for model, pred in predictions.items():
         y, score = pred["label"].to_numpy(), pred["score"].to_numpy()
-        row = metrics_row(a.target, model, "test", y, score, **boot)
-        rows.append(row)
-        curve[model], metric[model] = curves(y, score), row
+        rows.append(metrics_row(a.target, model, "test", y, score, **boot))
     reference = predictions.get(a.reference)
     for model, pred in predictions.items():
         if reference is None or model == a.reference:
@@ -224,27 +227,50 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
                        "split": "test", **delta})
     write_tsv(a.out, pd.DataFrame(rows).round(4))
     write_tsv(a.paired, pd.DataFrame(paired, columns=PAIRED_COLUMNS).round(4))
+
+
+def cmd_plot_roc_pr(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .evaluate import curves, read_predictions
+    from .plots import plot_roc_pr
+    metrics = pd.read_csv(a.metrics, sep="\t").set_index("model")
+    curve, metric = {}, {}
+    for spec in a.predictions:
+        model, path = spec.split("=", 1)
+        pred = read_predictions(path)
+        curve[model] = curves(pred["label"].to_numpy(), pred["score"].to_numpy())
+        metric[model] = metrics.loc[model].to_dict()
     plot_roc_pr(a.figure, curve, metric, title=f"{a.target}: held-out test chromosomes",
                 level=a.level)
 
 
 def cmd_motifs(a: argparse.Namespace) -> None:
     from .motif_report import motif_report
-    motif_report(a.target, a.shards, a.model_dir, a.out_dir, a.figure, jaspar_id=a.jaspar_id,
+    motif_report(a.target, a.shards, a.model_dir, a.out_dir, jaspar_id=a.jaspar_id,
                  tax_group=a.tax_group, params=a.params)
+
+
+def cmd_plot_logos(a: argparse.Namespace) -> None:
+    from .motif_report import plot_motif_logos
+    plot_motif_logos(a.motif_dir, a.figure, a.n_logos)
 
 
 def cmd_summarize(a: argparse.Namespace) -> None:
     import pandas as pd
 
     from .files import write_tsv
-    from .plots import plot_metric_summary
     tables = [pd.read_csv(p, sep="\t") for p in a.tables]
-    table = pd.concat(tables, ignore_index=True)
-    write_tsv(a.out, table)
-    if a.figure:
-        plot_metric_summary(a.figure, table, title="Held-out test chromosomes: AUROC and AUPRC "
-                            f"with {a.level_pct}% bootstrap intervals", level=a.level_pct / 100)
+    write_tsv(a.out, pd.concat(tables, ignore_index=True))
+
+
+def cmd_plot_metrics(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .plots import plot_metric_summary
+    plot_metric_summary(a.figure, pd.read_csv(a.table, sep="\t"),
+                        title="Held-out test chromosomes: AUROC and AUPRC with "
+                        f"{round(100 * a.level)}% bootstrap intervals", level=a.level)
 
 
 def cmd_report_summary(a: argparse.Namespace) -> None:
@@ -307,10 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--params", type=_json, required=True)
 
-    p = add("sweep-summary", cmd_sweep_summary, "table and figures of the capacity sweep")
+    p = add("sweep-summary", cmd_sweep_summary, "one row per capacity-sweep arm")
+    p.add_argument("--arm-dirs", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("plot-sweep", cmd_plot_sweep, "learning curves and bias-variance figures")
     p.add_argument("--target", required=True)
     p.add_argument("--arm-dirs", nargs="+", required=True)
-    for arg in ("--out", "--curves", "--bias-variance"):
+    for arg in ("--table", "--curves", "--bias-variance"):
         p.add_argument(arg, required=True)
 
     p = add("kmer-baseline", cmd_kmer_baseline, "k-mer logistic regression (k, C on valid)")
@@ -330,27 +360,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--paired", required=True, help="TSV of paired differences vs --reference")
     p.add_argument("--reference", default="cnn")
-    p.add_argument("--figure", required=True)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
 
+    p = add("plot-roc-pr", cmd_plot_roc_pr, "ROC and PR curves of every model on the test split")
+    p.add_argument("--target", required=True)
+    p.add_argument("--predictions", nargs="+", required=True, metavar="MODEL=PATH")
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--figure", required=True)
+    p.add_argument("--level", type=float, default=0.95)
+
     p = add("motifs", cmd_motifs, "filters → PWMs → MEME → Tomtom vs JASPAR → logos")
-    for arg in ("--target", "--shards", "--model-dir", "--out-dir", "--figure", "--tax-group"):
+    for arg in ("--target", "--shards", "--model-dir", "--out-dir", "--tax-group"):
         p.add_argument(arg, required=True)
     p.add_argument("--jaspar-id", default="")
     p.add_argument("--params", type=_json, required=True)
 
-    p = add("summarize", cmd_summarize, "concatenate per-target tables (and plot metrics)")
+    p = add("plot-logos", cmd_plot_logos, "logos of the best filters beside their JASPAR match")
+    p.add_argument("--motif-dir", required=True)
+    p.add_argument("--figure", required=True)
+    p.add_argument("--n-logos", type=int, default=6)
+
+    p = add("summarize", cmd_summarize, "concatenate per-target tables")
     p.add_argument("--tables", nargs="+", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--figure", default=None)
-    p.add_argument("--level-pct", type=int, default=95)
+
+    p = add("plot-metrics", cmd_plot_metrics, "AUROC/AUPRC with intervals, all targets")
+    p.add_argument("--table", required=True)
+    p.add_argument("--figure", required=True)
+    p.add_argument("--level", type=float, default=0.95)
 
     p = add("report-summary", cmd_report_summary, "the report's summary page")
-    for arg in ("--out", "--metrics", "--paired", "--motifs", "--sweep", "--inputs",
-                "--config"):
+    for arg in ("--out", "--metrics", "--paired", "--motifs", "--sweep", "--config"):
         p.add_argument(arg, required=True)
+    p.add_argument("--inputs", nargs="+", required=True, help="check-inputs JSON per target")
     p.add_argument("--records", nargs="*", default=[])
     return parser
 

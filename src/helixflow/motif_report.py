@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .files import write_tsv
+from .files import read_json, write_tsv
 from .models.cnn import load_model
 from .motifs import (
     activation_pfms,
@@ -23,6 +23,7 @@ from .motifs import (
     jaspar_motifs,
     pfm_to_ppm,
     plot_filter_logos,
+    read_meme,
     tomtom_matches,
     trim_ppm,
     write_meme,
@@ -46,8 +47,8 @@ def filter_ppms(model, X: np.ndarray, threshold: float) -> tuple[np.ndarray, np.
 
 
 def motif_report(target: str, shards: str | Path, model_dir: str | Path, out_dir: str | Path,
-                 figure: str | Path, jaspar_id: str, tax_group: str, params: dict) -> dict:
-    """Write filters.meme, tomtom.tsv, recovery.tsv, record.json and the logo figure."""
+                 jaspar_id: str, tax_group: str, params: dict) -> dict:
+    """Write filters.meme, tomtom.tsv, recovery.tsv and record.json (with sites per filter)."""
     out_dir = Path(out_dir)
     model = load_model(model_dir)
     train = load_split(shards, "train")
@@ -88,17 +89,29 @@ def motif_report(target: str, shards: str | Path, model_dir: str | Path, out_dir
     rounded = recovery | {"q": float(f"{recovery['q']:.4g}"), "kl": round(recovery["kl"], 4)}
     write_tsv(out_dir / "recovery.tsv", pd.DataFrame([rounded], columns=RECOVERY_COLUMNS))
 
-    verdict = (f"{recovery['jaspar_id']} {recovery['jaspar_name']} recovered by "
-               f"{recovery['best_filter']} (q = {recovery['q']:.2g})" if recovery["recovered"]
-               else f"{recovery['jaspar_id'] or 'no JASPAR motif given'}: not recovered")
-    plot_filter_logos(figure, _logo_panels(table, queries, sites, targets, recovery,
-                                           params["n_logos"]),
-                      title=f"{target}: learned filters vs JASPAR ({verdict})")
     write_record(out_dir / "record.json", "motifs", params,
                  {"shards": shards, "weights": Path(model_dir) / "model.safetensors"},
                  {**recovery, "jaspar_release": targets[0].release if targets else "",
-                  "n_jaspar_targets": len(targets)})
+                  "n_jaspar_targets": len(targets), "sites": sites})
     return recovery
+
+
+def plot_motif_logos(motif_dir: str | Path, figure: str | Path, n_logos: int) -> None:
+    """The logo figure of one target, drawn from the motif step's files alone."""
+    motif_dir = Path(motif_dir)
+    record = read_json(motif_dir / "record.json")
+    queries = read_meme(motif_dir / "filters.meme")
+    table = pd.read_csv(motif_dir / "tomtom.tsv", sep="\t")
+    recovery = pd.read_csv(motif_dir / "recovery.tsv", sep="\t", keep_default_na=False,
+                           na_values={"q": ["", "nan"], "kl": ["", "nan"]}).iloc[0].to_dict()
+    release = record["results"]["jaspar_release"] or None
+    targets = [jaspar_motif(i, release) for i in table["target_id"].unique()]
+    verdict = (f"{recovery['jaspar_id']} {recovery['jaspar_name']} recovered by "
+               f"{recovery['best_filter']} (q = {recovery['q']:.2g})" if recovery["recovered"]
+               else f"{recovery['jaspar_id'] or 'no JASPAR motif given'}: not recovered")
+    plot_filter_logos(figure, _logo_panels(table, queries, record["results"]["sites"], targets,
+                                           recovery, n_logos),
+                      title=f"{recovery['target']}: learned filters vs JASPAR ({verdict})")
 
 
 def _logo_panels(table: pd.DataFrame, queries: dict, sites: dict, targets: list,

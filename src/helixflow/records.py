@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import sys
 import time
@@ -41,3 +42,16 @@ def write_record(path: str | Path, step: str, params: dict[str, Any],
     }
     write_json(path, record)
     return record
+
+
+def code_digest(*modules: str) -> str:
+    """Short sha256 of the source of helixflow modules (e.g. ``"train", "models/cnn"``).
+
+    Rules pass it as a param, so editing the library code of one stage re-runs that stage
+    (Snakemake's own code trigger only sees the rule's shell command).
+    """
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for module in sorted(modules):
+        digest.update((root / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]

@@ -102,14 +102,16 @@ def sweep_sentence(sweep: pd.DataFrame) -> str:
 
 
 def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,
-                  sweep: str | Path, inputs: str | Path, config: str,
+                  sweep: str | Path, inputs: list[str], config: str,
                   records: list[str]) -> None:
     """Write the self-contained HTML summary page."""
     metrics_df = pd.read_csv(metrics, sep="\t")
     motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
                             na_values={"q": ["", "nan"], "kl": ["", "nan"]})
     cfg = json.loads(config)
-    checked = read_json(inputs)
+    checked = {"targets": {}}
+    for path in inputs:
+        checked["targets"] |= read_json(path)["targets"]
     cnn = [read_json(r) for r in records]
     parts = [f"<h1>HelixFlow results — genome {html.escape(cfg['genome']['name'])}</h1>",
              "<p>Binding CNNs trained per ChIP target with chromosome-held-out splits "

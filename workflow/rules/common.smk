@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from helixflow.config import read_sample_sheet, validate_config
+from helixflow.records import code_digest
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 config.update(validate_config(config, source="config (config/config.yaml + --config)",
@@ -15,6 +16,21 @@ DATA = f"results/data/{GENOME}"
 SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
 SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
+# The library code each stage runs: a param, so editing it re-runs that stage only.
+CODE = {
+    "stage": code_digest("stage"),
+    "genome": code_digest("genome"),
+    "windows": code_digest("intervals", "genome"),
+    "shards": code_digest("shards", "encode"),
+    "train": code_digest("train", "models/cnn"),
+    "sweep": code_digest("train", "sweep", "models/cnn"),
+    "kmers": code_digest("kmers"),
+    "pwm": code_digest("motifs"),
+    "evaluate": code_digest("evaluate"),
+    "motifs": code_digest("motif_report", "motifs"),
+    "plots": code_digest("plots", "motifs"),
+    "report": code_digest("report"),
+}
 
 
 wildcard_constraints:
@@ -52,6 +68,13 @@ def resource(key):
     return f"resources/{spec['path']}" if spec else []
 
 
+def mirror_copy(wildcards):
+    """The mirror's copy of an input, so that a change of its content re-stages it."""
+    mirror = config.get("data_mirror")
+    path = Path(mirror, wildcards.relpath) if mirror else None
+    return str(path) if path is not None and path.is_file() else []
+
+
 def peaks_of(wildcards):
     return f"resources/{SAMPLES.loc[wildcards.target, 'peaks']}"
 
@@ -68,13 +91,23 @@ def models_of(target):
     return [m for m in MODELS if m != "pwm_jaspar" or has_jaspar(target)]
 
 
+def figure_outputs():
+    """Every figure of the paper, PNG and SVG."""
+    stems = ["metrics_summary"]
+    stems += [f"{t}_{kind}" for t in TARGETS for kind in ("roc_pr", "filter_logos")]
+    if SWEEP_ARMS:
+        stems += ["sweep_learning_curves", "sweep_bias_variance"]
+    return [f"results/figures/{s}.{ext}" for s in stems for ext in ("png", "svg")]
+
+
 def final_outputs():
     outputs = [
         "results/metrics/summary.tsv",
+        "results/metrics/paired_summary.tsv",
         "results/motifs/summary.tsv",
-        "results/figures/metrics_summary.png",
         "results/summary.html",
+        *figure_outputs(),
     ]
     if SWEEP_ARMS:
-        outputs += ["results/metrics/sweep.tsv", "results/figures/sweep_bias_variance.png"]
+        outputs.append("results/metrics/sweep.tsv")
     return outputs

@@ -3,12 +3,15 @@
 
 
 rule stage_input:
+    input:
+        mirror_copy,
     output:
         "resources/{relpath}",
     params:
         mirror=config.get("data_mirror") or "",
         url=lambda w: INPUTS[w.relpath][0],
         sha256=lambda w: INPUTS[w.relpath][1],
+        code=CODE["stage"],
     wildcard_constraints:
         relpath="|".join(map(lambda p: p.replace(".", r"\."), INPUTS)),
     log:
@@ -33,6 +36,8 @@ rule index_genome:
         fasta=f"{DATA}/genome.fa",
         fai=f"{DATA}/genome.fa.fai",
         sizes=f"{DATA}/chrom.sizes",
+    params:
+        code=CODE["genome"],
     log:
         f"results/logs/index_genome/{GENOME}.log",
     benchmark:
@@ -48,23 +53,26 @@ rule index_genome:
         "2> {log}"
 
 
-rule check_inputs:
+# Every peaks file is checked against the genome first (highest priority: all checks run
+# before any window is made, and the first failure stops the run before any training).
+rule check_peaks:
     input:
         sizes=f"{DATA}/chrom.sizes",
         aliases=resource("chrom_aliases"),
         blacklist=resource("blacklist"),
-        peaks=[f"resources/{p}" for p in SAMPLES["peaks"]],
+        peaks=peaks_of,
     output:
-        f"{DATA}/inputs_checked.json",
+        f"{DATA}/checked/{{target}}.json",
     params:
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
-        peaks=[f"{t}:{SAMPLES.loc[t, 'peak_format']}:resources/{SAMPLES.loc[t, 'peaks']}"
-               for t in TARGETS],
+        fmt=lambda w: SAMPLES.loc[w.target, "peak_format"],
+        code=CODE["windows"],
+    priority: 100
     log:
-        f"results/logs/check_inputs/{GENOME}.log",
+        "results/logs/check_peaks/{target}.log",
     benchmark:
-        f"results/benchmarks/check_inputs/{GENOME}.tsv"
+        "results/benchmarks/check_peaks/{target}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -73,12 +81,12 @@ rule check_inputs:
         "../../envs/data.yaml"
     shell:
         "helixflow check-inputs --sizes {input.sizes} {params.aliases} {params.blacklist} "
-        "--peaks {params.peaks:q} --out {output} 2> {log}"
+        "--peaks {wildcards.target}:{params.fmt}:{input.peaks} --out {output} 2> {log}"
 
 
 rule windows:
     input:
-        checked=f"{DATA}/inputs_checked.json",
+        checked=f"{DATA}/checked/{{target}}.json",
         peaks=peaks_of,
         fasta=f"{DATA}/genome.fa",
         sizes=f"{DATA}/chrom.sizes",
@@ -93,10 +101,11 @@ rule windows:
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
         json=as_json({"seed": config["seed"], "splits": config["splits"],
                       "windows": config["windows"]}),
+        code=CODE["windows"],
     log:
-        f"results/logs/windows/{{target}}.log",
+        "results/logs/windows/{target}.log",
     benchmark:
-        f"results/benchmarks/windows/{{target}}.tsv"
+        "results/benchmarks/windows/{target}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -117,10 +126,11 @@ rule check_splits:
         f"{DATA}/windows/{{target}}.splits_ok.json",
     params:
         json=as_json(config["splits"]),
+        code=CODE["windows"],
     log:
-        f"results/logs/check_splits/{{target}}.log",
+        "results/logs/check_splits/{target}.log",
     benchmark:
-        f"results/benchmarks/check_splits/{{target}}.tsv"
+        "results/benchmarks/check_splits/{target}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -142,10 +152,11 @@ rule shards:
     params:
         out_dir=lambda w: f"{DATA}/shards/{w.target}",
         seed=config["seed"],
+        code=CODE["shards"],
     log:
-        f"results/logs/shards/{{target}}.log",
+        "results/logs/shards/{target}.log",
     benchmark:
-        f"results/benchmarks/shards/{{target}}.tsv"
+        "results/benchmarks/shards/{target}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

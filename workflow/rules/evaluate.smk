@@ -12,6 +12,7 @@ rule kmer_baseline:
         out_dir=lambda w: f"results/models/{w.target}/kmer_logreg",
         json=as_json({"seed": config["seed"], "kmer_k": config["evaluate"]["kmer_k"],
                       "kmer_C": config["evaluate"]["kmer_C"]}),
+        code=CODE["kmers"],
     log:
         "results/logs/kmer_baseline/{target}.log",
     benchmark:
@@ -38,6 +39,7 @@ rule pwm_baseline:
         jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
         release=f"--release {config['motifs']['jaspar_release']}"
         if config["motifs"]["jaspar_release"] else "",
+        code=CODE["pwm"],
     log:
         "results/logs/pwm_baseline/{target}.log",
     benchmark:
@@ -60,14 +62,12 @@ rule evaluate:
     output:
         table="results/metrics/{target}.tsv",
         paired="results/metrics/paired/{target}.tsv",
-        figure=report("results/figures/{target}_roc_pr.png",
-                      caption="../report/roc_pr.rst", category="2. Held-out evaluation",
-                      subcategory="{target}"),
     params:
         predictions=lambda w, input: [f"{m}={p}" for m, p in input.items()],
         n_boot=config["evaluate"]["n_boot"],
         level=config["evaluate"]["level"],
         seed=config["seed"],
+        code=CODE["evaluate"],
     log:
         "results/logs/evaluate/{target}.log",
     benchmark:
@@ -81,7 +81,7 @@ rule evaluate:
     shell:
         "helixflow evaluate --target {wildcards.target} --predictions {params.predictions} "
         "--n-boot {params.n_boot} --level {params.level} --seed {params.seed} "
-        "--out {output.table} --paired {output.paired} --figure {output.figure} 2> {log}"
+        "--out {output.table} --paired {output.paired} 2> {log}"
 
 
 rule paired_summary:
@@ -108,12 +108,8 @@ rule metrics_summary:
     input:
         expand("results/metrics/{target}.tsv", target=TARGETS),
     output:
-        table=report("results/metrics/summary.tsv", caption="../report/metrics_summary.rst",
-                     category="1. Summary"),
-        figure=report("results/figures/metrics_summary.png",
-                      caption="../report/metrics_figure.rst", category="1. Summary"),
-    params:
-        level_pct=round(100 * config["evaluate"]["level"]),
+        report("results/metrics/summary.tsv", caption="../report/metrics_summary.rst",
+               category="1. Summary"),
     log:
         "results/logs/metrics_summary.log",
     benchmark:
@@ -125,5 +121,4 @@ rule metrics_summary:
     conda:
         "../../envs/report.yaml"
     shell:
-        "helixflow summarize --tables {input} --out {output.table} --figure {output.figure} "
-        "--level-pct {params.level_pct} 2> {log}"
+        "helixflow summarize --tables {input} --out {output} 2> {log}"

@@ -11,15 +11,13 @@ rule motifs:
         tomtom="results/motifs/{target}/tomtom.tsv",
         recovery="results/motifs/{target}/recovery.tsv",
         record="results/motifs/{target}/record.json",
-        figure=report("results/figures/{target}_filter_logos.png",
-                      caption="../report/filter_logos.rst", category="4. Motifs",
-                      subcategory="{target}"),
     params:
         model_dir=lambda w: f"results/models/{w.target}/cnn",
         out_dir=lambda w: f"results/motifs/{w.target}",
         jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
         tax_group=lambda w: SAMPLES.loc[w.target, "tax_group"],
         json=as_json(config["motifs"]),
+        code=CODE["motifs"],
     log:
         "results/logs/motifs/{target}.log",
     benchmark:
@@ -32,7 +30,7 @@ rule motifs:
         "../../envs/motifs.yaml"
     shell:
         "helixflow motifs --target {wildcards.target} --shards {input.shards} "
-        "--model-dir {params.model_dir} --out-dir {params.out_dir} --figure {output.figure} "
+        "--model-dir {params.model_dir} --out-dir {params.out_dir} "
         "--jaspar-id={params.jaspar_id:q} --tax-group {params.tax_group} "
         "--params {params.json:q} 2> {log}"
 

@@ -8,7 +8,7 @@ rule report_summary:
         paired="results/metrics/paired_summary.tsv",
         motifs="results/motifs/summary.tsv",
         sweep="results/metrics/sweep.tsv" if SWEEP_ARMS else [],
-        inputs=f"{DATA}/inputs_checked.json",
+        inputs=expand(f"{DATA}/checked/{{target}}.json", target=TARGETS),
         records=expand("results/models/{target}/cnn/record.json", target=TARGETS),
     output:
         report("results/summary.html", caption="../report/summary.rst",
@@ -16,6 +16,7 @@ rule report_summary:
     params:
         sweep=lambda w, input: input.sweep or "none",
         config=as_json(config),
+        code=CODE["report"],
     log:
         "results/logs/report_summary.log",
     benchmark:

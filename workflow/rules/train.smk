@@ -14,6 +14,7 @@ rule train_cnn:
     params:
         out_dir=lambda w: f"results/models/{w.target}/cnn",
         json=as_json({"seed": config["seed"], **config["cnn"]}),
+        code=CODE["train"],
     log:
         "results/logs/train_cnn/{target}.log",
     benchmark:
@@ -44,6 +45,7 @@ rule sweep_arm:
                                 "epochs": config["sweep"]["epochs"],
                                 "architecture": config["cnn"]["architecture"],
                                 "training": config["cnn"]["training"]}),
+        code=CODE["sweep"],
     log:
         "results/logs/sweep/{target}/{arm}.log",
     benchmark:
@@ -65,16 +67,11 @@ rule sweep_summary:
         expand("results/models/{target}/sweep/{arm}/record.json", target=SWEEP_TARGET,
                arm=SWEEP_ARMS),
     output:
-        table="results/metrics/sweep.tsv",
-        curves=report("results/figures/sweep_learning_curves.png",
-                      caption="../report/sweep_learning_curves.rst",
-                      category="3. Overfitting experiment"),
-        bias_variance=report("results/figures/sweep_bias_variance.png",
-                             caption="../report/sweep_bias_variance.rst",
-                             category="3. Overfitting experiment"),
+        report("results/metrics/sweep.tsv", caption="../report/sweep_table.rst",
+               category="3. Overfitting experiment"),
     params:
         arm_dirs=[f"results/models/{SWEEP_TARGET}/sweep/{arm}" for arm in SWEEP_ARMS],
-        target=SWEEP_TARGET,
+        code=CODE["sweep"],
     log:
         "results/logs/sweep/summary.log",
     benchmark:
@@ -86,6 +83,4 @@ rule sweep_summary:
     conda:
         "../../envs/report.yaml"
     shell:
-        "helixflow sweep-summary --target {params.target} --arm-dirs {params.arm_dirs} "
-        "--out {output.table} --curves {output.curves} "
-        "--bias-variance {output.bias_variance} 2> {log}"
+        "helixflow sweep-summary --arm-dirs {params.arm_dirs} --out {output} 2> {log}"
