@@ -1,4 +1,21 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_project import make_project, snakemake  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny planted-motif project, run end to end once per test session.
+
+    Tests must not change it: those that mutate take a copy (see test_reruns.project).
+    """
+    root = tmp_path_factory.mktemp("tiny")
+    make_project(root)
+    result = snakemake(root, "--show-failed-logs")
+    assert result.returncode == 0, result.stderr[-5000:]
+    return root

@@ -47,15 +47,6 @@ def test_default_config_dry_run_plans_every_stage(tmp_path):
     assert jobs["sweep_arm"] == 8 and jobs["report_summary"] == 1
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    make_project(root)
-    result = snakemake(root, "--show-failed-logs")
-    assert result.returncode == 0, result.stderr[-5000:]
-    return root
-
-
 def test_end_to_end_names_the_planted_motif(tiny_run):
     motifs = pd.read_csv(tiny_run / "results/motifs/summary.tsv", sep="\t")
     row = motifs.iloc[0]

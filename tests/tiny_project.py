@@ -69,8 +69,8 @@ def make_project(root: Path, **config_overrides) -> Path:
                      f"Reb1\ttiny/Reb1_peaks.bed\t\t{_sha(peaks)}\tbed\tfungi\tMA0363\n")
     config = {
         "seed": 1,
-        "data_mirror": str(mirror),
-        "samples": str(sheet),
+        "data_mirror": "mirror",  # relative to the project directory
+        "samples": "chip.tsv",
         "genome": {
             "name": "tiny",
             "fasta": {"path": "tiny/genome.fa.gz", "url": None,
@@ -97,11 +97,14 @@ def make_project(root: Path, **config_overrides) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 600, snakefile: Path | None = None,
+              configfile: Path | None = None,
+              extra_env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the project's Snakefile in ``workdir`` with the config there; capture output."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}"
-               f"{os.environ.get('PATH', '')}")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+               f"{os.environ.get('PATH', '')}", **(extra_env or {}))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"),
+           "-d", str(workdir), "--configfile", str(configfile or workdir / "config.yaml"),
+           "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=workdir)

@@ -29,6 +29,7 @@ PACKAGES=(munge slurm-client slurmctld slurmd slurmdbd mariadb-server)
 ETC=$STATE/etc LOG=$STATE/log PIDS=$STATE/pids SPOOL=$STATE/spool
 export SLURM_CONF=$ETC/slurm.conf
 MUNGE_SOCKET=/run/munge/munge.socket.2
+SYS_CONF=/etc/slurm/slurm.conf
 
 say() { echo "start_cluster: $*" >&2; }
 unavailable() { say "SLURM unavailable: $*"; exit 3; }
@@ -88,7 +89,7 @@ alive() {
 # launch NAME COMM LOG CMD...: run CMD in its own session, record its PID
 launch() {
     local name=$1 comm=$2 log=$3; shift 3
-    setsid "$@" </dev/null >>"$log" 2>&1 &
+    setsid "$@" </dev/null >>"$log" 2>&1 9>&- &   # 9: the lock, not for daemons
     echo $! >"$PIDS/$name.pid"
     sleep 0.2
     alive "$name" "$comm" || { rm -f "$PIDS/$name.pid"; fail "$name exited at once" "$log"; }
@@ -186,6 +187,15 @@ write_conf() {  # PATH TEXT: replace only when changed and no daemon of ours run
 write_conf "$ETC/slurm.conf" "$new_conf"
 write_conf "$ETC/slurmdbd.conf" "$new_dbd_conf"
 chmod 644 "$ETC/slurm.conf"; chmod 600 "$ETC/slurmdbd.conf"
+# The daemons and our commands use SLURM_CONF, but the SLURM plugin's job step strips SLURM_*
+# from the environment of its `srun`, which then reads the default /etc/slurm/slurm.conf (as
+# on a real cluster). Link it to ours; stop_cluster.sh removes the link again.
+if [[ -L $SYS_CONF && $(readlink "$SYS_CONF") == "$SLURM_CONF" ]]; then :
+elif [[ -e $SYS_CONF || -L $SYS_CONF ]]; then
+    fail "$SYS_CONF exists and is not ours: this machine has its own SLURM configuration"
+else
+    mkdir -p "$(dirname "$SYS_CONF")" && ln -s "$SLURM_CONF" "$SYS_CONF"
+fi
 
 # ---------------------------------------------------------------- MariaDB
 DB=$STATE/mysql DB_SOCKET=$STATE/mysql-run/mysqld.sock
