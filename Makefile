@@ -6,6 +6,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 CORES ?= all
 
 .PHONY: run test setup report figures lint clean
+FIGURE_RULES := plot_roc_pr plot_logos plot_sweep plot_metrics
 
 setup:
 	@bash scripts/setup.sh
@@ -15,10 +16,16 @@ run: setup
 	snakemake --profile profiles/local --report results/report.html
 	@echo "report: results/report.html   summary: results/summary.html"
 
-test: setup
+test:
+	@bash scripts/setup.sh --test
 	pytest -q
 
 report: setup
+	snakemake --profile profiles/local --report results/report.html
+
+# redraw every figure from existing results (no retraining), then the report
+figures: setup
+	snakemake --profile profiles/local figures --forcerun $(FIGURE_RULES)
 	snakemake --profile profiles/local --report results/report.html
 
 lint: setup
