@@ -17,7 +17,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;max-width:70em;margin:1.5em auto;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td small{color:#555}
+td small{color:#555;display:block;font-size:80%}
 .ok{color:#0a6e31;font-weight:600}.no{color:#a3261b;font-weight:600}
 pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:85%}
 h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
