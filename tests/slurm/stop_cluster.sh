@@ -5,6 +5,8 @@
 # the /etc/slurm/slurm.conf link it made. Anything it did not start (a munged that was
 # already running, the packages, the state dir with the accounting database) is left as it
 # is. Running it twice is harmless.
+# Usage: stop_cluster.sh [NAME...]  (names from start_cluster.sh's STARTED= line: mariadb
+# munged slurmdbd slurmctld slurmd; default: all it recorded)
 set -euo pipefail
 
 STATE=${HELIXFLOW_SLURM_DIR:-/var/tmp/helixflow-slurm}
@@ -26,11 +28,17 @@ running() {
     [[ $state != Z ]] || return 1
     echo "$pid"
 }
+ONLY=" $* "
+selected() { [[ $ONLY == "  " || $ONLY == *" $1 "* ]]; }
 stop() {
     local name=$1 comm=$2 pid i
+    selected "$name" || return 0
     if pid=$(running "$name" "$comm"); then
         kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 240; i++)); do running "$name" "$comm" >/dev/null || break; sleep 0.25; done
+        for ((i = 0; i < 240; i++)); do
+            running "$name" "$comm" >/dev/null || break
+            sleep 0.25
+        done
         if running "$name" "$comm" >/dev/null; then
             say "$name (pid $pid) ignored SIGTERM for 60s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
@@ -40,13 +48,16 @@ stop() {
     rm -f "$PIDS/$name.pid"
 }
 
-if running slurmctld slurmctld >/dev/null; then
+if selected slurmctld && running slurmctld slurmctld >/dev/null; then
     jobs=$(squeue -h -o %A 2>/dev/null || true)
     if [[ -n $jobs ]]; then
-        say "cancelling jobs still queued or running: $(echo $jobs)"
+        say "cancelling jobs still queued or running: ${jobs//$'\n'/ }"
         # shellcheck disable=SC2086
         scancel $jobs 2>/dev/null || true
-        for ((i = 0; i < 120; i++)); do [[ -z $(squeue -h -o %A 2>/dev/null) ]] && break; sleep 0.25; done
+        for ((i = 0; i < 120; i++)); do
+            [[ -z $(squeue -h -o %A 2>/dev/null) ]] && break
+            sleep 0.25
+        done
     fi
 fi
 stop slurmd slurmd
@@ -54,6 +65,8 @@ stop slurmctld slurmctld
 stop slurmdbd slurmdbd
 stop mariadb mariadbd
 stop munged munged
-if [[ -L /etc/slurm/slurm.conf && $(readlink /etc/slurm/slurm.conf) == "$SLURM_CONF" ]]; then
+# the link goes with the last daemon of ours
+if ! ls "$PIDS"/*.pid >/dev/null 2>&1 && [[ -L /etc/slurm/slurm.conf \
+    && $(readlink /etc/slurm/slurm.conf) == "$SLURM_CONF" ]]; then
     rm -f /etc/slurm/slurm.conf
 fi
