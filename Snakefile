@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/motifs.smk"
+include: "workflow/rules/omics.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 

@@ -45,6 +45,7 @@ def test_default_config_dry_run_plans_every_stage(tmp_path):
     jobs = planned_jobs(result)
     assert jobs["train_cnn"] == 5 and jobs["motifs"] == 5 and jobs["evaluate"] == 5
     assert jobs["sweep_arm"] == 8 and jobs["report_summary"] == 1
+    assert jobs["methylation_mae"] == 1 and jobs["scrna"] == 1
 
 
 def test_end_to_end_names_the_planted_motif(tiny_run):

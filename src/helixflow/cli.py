@@ -273,10 +273,22 @@ def cmd_plot_metrics(a: argparse.Namespace) -> None:
                         f"{round(100 * a.level)}% bootstrap intervals", level=a.level)
 
 
+def cmd_methylation(a: argparse.Namespace) -> None:
+    from .methyl_mae import run_methylation_mae
+    run_methylation_mae(a.inputs, a.out_dir, a.figure_dir, params=a.params, fmt=a.format)
+
+
+def cmd_scrna(a: argparse.Namespace) -> None:
+    from .scrna_io import run_scrna
+    run_scrna(a.input, a.out_dir, a.figure_dir, params=a.params)
+
+
 def cmd_report_summary(a: argparse.Namespace) -> None:
     from .report import write_summary
     write_summary(a.out, metrics=a.metrics, paired=a.paired, motifs=a.motifs, sweep=a.sweep,
-                  inputs=a.inputs, config=a.config, records=a.records)
+                  inputs=a.inputs, config=a.config, records=a.records,
+                  methylation=a.methylation, scrna_denoise=a.scrna_denoise,
+                  scrna_batch=a.scrna_batch)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,11 +403,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", required=True)
     p.add_argument("--level", type=float, default=0.95)
 
+    p = add("methylation", cmd_methylation, "masked autoencoder on CpG methylation vs baselines")
+    p.add_argument("--inputs", nargs="+", required=True, help="replicates of one sample")
+    p.add_argument("--format", default="auto", choices=["auto", "bismark", "bedgraph", "dss"])
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--figure-dir", required=True)
+    p.add_argument("--params", type=_json, default={})
+
+    p = add("scrna", cmd_scrna, "scRNA QC, NB denoising autoencoder, batch-aware contrastive")
+    p.add_argument("--input", required=True, help="10x directory, 10x .h5 or .h5ad")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--figure-dir", required=True)
+    p.add_argument("--params", type=_json, default={})
+
     p = add("report-summary", cmd_report_summary, "the report's summary page")
     for arg in ("--out", "--metrics", "--paired", "--motifs", "--sweep", "--config"):
         p.add_argument(arg, required=True)
     p.add_argument("--inputs", nargs="+", required=True, help="check-inputs JSON per target")
     p.add_argument("--records", nargs="*", default=[])
+    for arg in ("--methylation", "--scrna-denoise", "--scrna-batch"):
+        p.add_argument(arg, default=None, help="result table of an optional stage")
     return parser
 
 

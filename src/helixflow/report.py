@@ -101,9 +101,47 @@ def sweep_sentence(sweep: pd.DataFrame) -> str:
             "<th>train AUROC</th><th>valid AUROC</th><th>gap</th></tr>" + rows + "</table>")
 
 
+def table_html(table: pd.DataFrame, digits: int = 3) -> str:
+    """A plain HTML table of a result TSV, numbers right-aligned and rounded."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = []
+    for row in table.itertuples(index=False):
+        cells = []
+        for value in row:
+            if isinstance(value, float):
+                cells.append(f"<td class=num>{value:.{digits}f}</td>")
+            elif isinstance(value, int):
+                cells.append(f"<td class=num>{value:,}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def omics_sections(methylation: str | None, scrna_denoise: str | None,
+                   scrna_batch: str | None) -> list[str]:
+    """Summary-page sections for the methylation and single-cell stages, when they ran."""
+    parts = []
+    if methylation:
+        parts += ["<h2>Methylation: masked autoencoder vs baselines</h2>",
+                  "<p>Held-out genomic blocks; hidden, covered CpGs only. Lower MAE and "
+                  "higher binomial log-likelihood are better.</p>",
+                  table_html(pd.read_csv(methylation, sep="\t"))]
+    if scrna_denoise:
+        parts += ["<h2>Single-cell RNA: denoising autoencoders</h2>",
+                  "<p>Held-out-molecule NB log-likelihood (higher is better) and latent "
+                  "structure against Leiden clusters of the full data.</p>",
+                  table_html(pd.read_csv(scrna_denoise, sep="\t"))]
+    if scrna_batch:
+        parts += ["<h2>Single-cell RNA: batch-aware contrastive encoder</h2>",
+                  table_html(pd.read_csv(scrna_batch, sep="\t"))]
+    return parts
+
+
 def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,
-                  sweep: str | Path, inputs: list[str], config: str,
-                  records: list[str]) -> None:
+                  sweep: str | Path, inputs: list[str], config: str, records: list[str],
+                  methylation: str | None = None, scrna_denoise: str | None = None,
+                  scrna_batch: str | None = None) -> None:
     """Write the self-contained HTML summary page."""
     metrics_df = pd.read_csv(metrics, sep="\t")
     motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
@@ -133,6 +171,7 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
                   sweep_sentence(pd.read_csv(sweep, sep="\t")),
                   "<p>gap = train − valid AUROC of the kept weights (early-stopping epoch for "
                   "regularised arms, last epoch otherwise).</p>"]
+    parts += omics_sections(methylation, scrna_denoise, scrna_batch)
     parts += ["<h2>Provenance</h2>",
               f"<p>Written {time.strftime('%Y-%m-%d %H:%M %Z')}.</p>",
               "<h3>Inputs</h3>", _inputs_table(cfg, checked),

@@ -15,6 +15,8 @@ GENOME = config["genome"]["name"]
 DATA = f"results/data/{GENOME}"
 SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
 SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
+METHYLATION = config.get("methylation")
+SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 # The library code each stage runs: a param, so editing it re-runs that stage only.
 CODE = {
@@ -30,6 +32,8 @@ CODE = {
     "motifs": code_digest("motif_report", "motifs"),
     "plots": code_digest("plots", "motifs"),
     "report": code_digest("report"),
+    "methylation": code_digest("methylation", "methyl_mae", "plots"),
+    "scrna": code_digest("scrna_io", "scrna_dae", "scrna_batch", "plots"),
 }
 
 
@@ -46,6 +50,10 @@ def staged_inputs():
             inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
     for row in SAMPLES.itertuples():
         inputs[row.peaks] = (row.peaks_url, row.peaks_sha256)
+    extra = (config.get("methylation") or {}).get("inputs", []) + (
+        config.get("scrna") or {}).get("files", [])
+    for spec in extra:
+        inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
     return inputs
 
 
@@ -110,4 +118,8 @@ def final_outputs():
     ]
     if SWEEP_ARMS:
         outputs.append("results/metrics/sweep.tsv")
+    if METHYLATION:
+        outputs.append(f"results/methylation/{METHYLATION['name']}/metrics.tsv")
+    if SCRNA:
+        outputs.append(f"results/scrna/{SCRNA['name']}/denoise_metrics.tsv")
     return outputs

@@ -10,11 +10,19 @@ rule report_summary:
         sweep="results/metrics/sweep.tsv" if SWEEP_ARMS else [],
         inputs=expand(f"{DATA}/checked/{{target}}.json", target=TARGETS),
         records=expand("results/models/{target}/cnn/record.json", target=TARGETS),
+        methylation=f"results/methylation/{METHYLATION['name']}/metrics.tsv"
+        if METHYLATION else [],
+        scrna=multiext(f"results/scrna/{SCRNA['name']}/", "denoise_metrics.tsv",
+                       "batch_metrics.tsv") if SCRNA else [],
     output:
         report("results/summary.html", caption="../report/summary.rst",
                category="1. Summary", labels={"page": "headline numbers and provenance"}),
     params:
         sweep=lambda w, input: input.sweep or "none",
+        omics=lambda w, input: " ".join(
+            ([f"--methylation {input.methylation}"] if input.methylation else [])
+            + ([f"--scrna-denoise {input.scrna[0]} --scrna-batch {input.scrna[1]}"]
+               if input.scrna else [])),
         config=as_json(config),
         code=CODE["report"],
     log:
@@ -30,4 +38,4 @@ rule report_summary:
     shell:
         "helixflow report-summary --metrics {input.metrics} --paired {input.paired} --motifs {input.motifs} "
         "--sweep {params.sweep} --inputs {input.inputs} --config {params.config:q} "
-        "--records {input.records} --out {output} 2> {log}"
+        "--records {input.records} {params.omics} --out {output} 2> {log}"

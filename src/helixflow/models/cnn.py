@@ -23,12 +23,14 @@ class CNNConfig:
     pool: int = 0          # max-pool width; 0 = global max over the whole window (DeepBind)
     dense: int = 32        # hidden units of the dense layer; 0 = linear read-out
     dropout: float = 0.2
+    in_channels: int = 4   # 4 = one-hot ACGT; 5 = plus a methylation track (methyl_channel)
 
 
 class BindingCNN(nn.Module):
     """Binding logit from one-hot DNA.
 
-    Input ``X: torch.Tensor, shape=(n, 4, window)``; output logits, shape=(n,).
+    Input ``X: torch.Tensor, shape=(n, in_channels, window)`` (4 = one-hot DNA; a 5th channel
+    can carry methylation, see :mod:`helixflow.methyl_channel`); output logits, shape=(n,).
     ``conv`` is the first (motif-detector) layer; its ReLU output is :meth:`activations`.
     """
 
@@ -37,7 +39,7 @@ class BindingCNN(nn.Module):
         self.config = config
         conv_len = config.window - config.kernel + 1
         pool = config.pool or conv_len
-        self.conv = nn.Conv1d(4, config.filters, config.kernel)
+        self.conv = nn.Conv1d(config.in_channels, config.filters, config.kernel)
         self.pool = nn.MaxPool1d(pool, pool)
         self.dropout = nn.Dropout(config.dropout)
         flat = config.filters * (conv_len // pool)
