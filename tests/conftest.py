@@ -8,6 +8,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_project import make_project, snakemake  # noqa: E402
 
 
+@pytest.fixture
+def restore_torch_state():
+    """train_cnn switches on deterministic algorithms and sets threads process-wide."""
+    import torch
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The tiny planted-motif project, run end to end once per test session.

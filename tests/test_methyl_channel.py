@@ -20,14 +20,7 @@ from helixflow.methyl_channel import (
 from helixflow.models.cnn import BindingCNN, CNNConfig, load_model, save_model
 from helixflow.train import TrainConfig, predict, train_cnn
 
-
-@pytest.fixture(autouse=True)
-def _restore_torch_state():
-    """train_cnn switches on deterministic algorithms and sets threads process-wide."""
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_state")
 
 
 def test_methylation_track_encoding():

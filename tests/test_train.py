@@ -18,13 +18,7 @@ LENGTH = 100
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_auroc", "valid_loss", "valid_auroc", "seconds"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_state():
-    """train_cnn switches on deterministic algorithms and sets threads process-wide."""
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_state")
 
 
 def planted(n: int, seed: int, motif: str = MOTIF) -> tuple[np.ndarray, np.ndarray]:
