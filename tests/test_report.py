@@ -37,7 +37,8 @@ def test_report_embeds_every_figure_and_table(report, tiny_run):
     embedded = set(re.findall(r'"filename": "([^"]+)"', page))
     figures = {p.name for p in (tiny_run / "results/figures").glob("*.png")}
     assert figures == {"Reb1_roc_pr.png", "Reb1_filter_logos.png", "metrics_summary.png",
-                       "sweep_learning_curves.png", "sweep_bias_variance.png"}
+                       "sweep_learning_curves.png", "sweep_bias_variance.png",
+                       "Reb1_attributions.png", "Reb1_saturation.png"}
     assert figures <= embedded
     assert {"summary.html", "summary.tsv", "paired_summary.tsv", "sweep.tsv"} <= embedded
 
@@ -57,5 +58,5 @@ def test_report_renders_in_chromium(report, tmp_path):
     # only what the page rendered: drop the embedded data and code
     dom = re.sub(r"<script.*?</script>", "", dom, flags=re.S)
     for category in ("1. Summary", "2. Held-out evaluation", "3. Overfitting experiment",
-                     "4. Motifs"):
+                     "4. Motifs", "7. Attributions"):
         assert category in dom, f"{category!r} missing from the rendered report"

@@ -46,6 +46,7 @@ def test_default_config_dry_run_plans_every_stage(tmp_path):
     assert jobs["train_cnn"] == 5 and jobs["motifs"] == 5 and jobs["evaluate"] == 5
     assert jobs["sweep_arm"] == 8 and jobs["report_summary"] == 1
     assert jobs["methylation_mae"] == 1 and jobs["scrna"] == 1
+    assert jobs["attributions"] == 5
 
 
 def test_end_to_end_names_the_planted_motif(tiny_run):
@@ -55,6 +56,8 @@ def test_end_to_end_names_the_planted_motif(tiny_run):
     assert bool(row["recovered"]) and row["q"] < 0.05
     summary_page = (tiny_run / "results/summary.html").read_text()
     assert "Reb1: recovered" in summary_page and "MA0363" in summary_page
+    modisco = pd.read_csv(tiny_run / "results/attributions/summary.tsv", sep="\t").iloc[0]
+    assert modisco["target"] == "Reb1" and modisco["jaspar_id"].startswith("MA0363")
 
 
 def test_end_to_end_metrics_and_layout(tiny_run):

@@ -273,6 +273,11 @@ def cmd_plot_metrics(a: argparse.Namespace) -> None:
                         f"{round(100 * a.level)}% bootstrap intervals", level=a.level)
 
 
+def cmd_attributions(a: argparse.Namespace) -> None:
+    from .attribution_report import run_attributions
+    run_attributions(a.model_dir, a.shards, a.out_dir, a.figure_dir, a.target, a.params)
+
+
 def cmd_methylation(a: argparse.Namespace) -> None:
     from .methyl_mae import run_methylation_mae
     run_methylation_mae(a.inputs, a.out_dir, a.figure_dir, params=a.params, fmt=a.format)
@@ -288,7 +293,7 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
     write_summary(a.out, metrics=a.metrics, paired=a.paired, motifs=a.motifs, sweep=a.sweep,
                   inputs=a.inputs, config=a.config, records=a.records,
                   methylation=a.methylation, scrna_denoise=a.scrna_denoise,
-                  scrna_batch=a.scrna_batch)
+                  scrna_batch=a.scrna_batch, modisco=a.modisco)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", required=True)
     p.add_argument("--level", type=float, default=0.95)
 
+    p = add("attributions", cmd_attributions, "saliency, ISM, DeepLIFT/SHAP, IG and TF-MoDISco")
+    for arg in ("--target", "--model-dir", "--shards", "--out-dir", "--figure-dir"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--params", type=_json, default={})
+
     p = add("methylation", cmd_methylation, "masked autoencoder on CpG methylation vs baselines")
     p.add_argument("--inputs", nargs="+", required=True, help="replicates of one sample")
     p.add_argument("--format", default="auto", choices=["auto", "bismark", "bedgraph", "dss"])
@@ -421,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(arg, required=True)
     p.add_argument("--inputs", nargs="+", required=True, help="check-inputs JSON per target")
     p.add_argument("--records", nargs="*", default=[])
-    for arg in ("--methylation", "--scrna-denoise", "--scrna-batch"):
+    for arg in ("--methylation", "--scrna-denoise", "--scrna-batch", "--modisco"):
         p.add_argument(arg, default=None, help="result table of an optional stage")
     return parser
 

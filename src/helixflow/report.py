@@ -118,6 +118,22 @@ def table_html(table: pd.DataFrame, digits: int = 3) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def modisco_sentences(summary: str) -> str:
+    """Whether TF-MoDISco, run on the attributions, found each target's own motif."""
+    items = []
+    for r in pd.read_csv(summary, sep="\t", keep_default_na=False).itertuples():
+        if r.recovered in (True, "True"):
+            items.append(f"<li><span class=ok>{html.escape(r.target)}: recovered</span> — "
+                         f"{html.escape(str(r.best_pattern))} ({r.n_seqlets} seqlets) matches "
+                         f"{r.jaspar_id} ({html.escape(str(r.jaspar_name))}), q = "
+                         f"{float(r.q):.2g}.</li>")
+        else:
+            items.append(f"<li><span class=no>{html.escape(r.target)}: not recovered</span> — "
+                         f"{r.n_patterns} pattern(s) found.</li>")
+    return ("<h2>Motifs discovered from attributions (TF-MoDISco on DeepLIFT/SHAP)</h2><ul>"
+            + "".join(items) + "</ul>")
+
+
 def omics_sections(methylation: str | None, scrna_denoise: str | None,
                    scrna_batch: str | None) -> list[str]:
     """Summary-page sections for the methylation and single-cell stages, when they ran."""
@@ -141,7 +157,7 @@ def omics_sections(methylation: str | None, scrna_denoise: str | None,
 def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,
                   sweep: str | Path, inputs: list[str], config: str, records: list[str],
                   methylation: str | None = None, scrna_denoise: str | None = None,
-                  scrna_batch: str | None = None) -> None:
+                  scrna_batch: str | None = None, modisco: str | None = None) -> None:
     """Write the self-contained HTML summary page."""
     metrics_df = pd.read_csv(metrics, sep="\t")
     motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
@@ -171,6 +187,8 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
                   sweep_sentence(pd.read_csv(sweep, sep="\t")),
                   "<p>gap = train − valid AUROC of the kept weights (early-stopping epoch for "
                   "regularised arms, last epoch otherwise).</p>"]
+    if modisco:
+        parts.append(modisco_sentences(modisco))
     parts += omics_sections(methylation, scrna_denoise, scrna_batch)
     parts += ["<h2>Provenance</h2>",
               f"<p>Written {time.strftime('%Y-%m-%d %H:%M %Z')}.</p>",

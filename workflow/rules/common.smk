@@ -16,6 +16,7 @@ DATA = f"results/data/{GENOME}"
 SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
 SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
 METHYLATION = config.get("methylation")
+ATTRIBUTIONS = config.get("attributions")
 SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 # The library code each stage runs: a param, so editing it re-runs that stage only.
@@ -32,6 +33,7 @@ CODE = {
     "motifs": code_digest("motif_report", "motifs"),
     "plots": code_digest("plots", "motifs"),
     "report": code_digest("report"),
+    "attributions": code_digest("attribution", "attribution_report", "motifs"),
     "methylation": code_digest("methylation", "methyl_mae", "plots"),
     "scrna": code_digest("scrna_io", "scrna_dae", "scrna_batch", "plots"),
 }
@@ -118,6 +120,8 @@ def final_outputs():
     ]
     if SWEEP_ARMS:
         outputs.append("results/metrics/sweep.tsv")
+    if ATTRIBUTIONS:
+        outputs.append("results/attributions/summary.tsv")
     if METHYLATION:
         outputs.append(f"results/methylation/{METHYLATION['name']}/metrics.tsv")
     if SCRNA:

@@ -10,6 +10,7 @@ rule report_summary:
         sweep="results/metrics/sweep.tsv" if SWEEP_ARMS else [],
         inputs=expand(f"{DATA}/checked/{{target}}.json", target=TARGETS),
         records=expand("results/models/{target}/cnn/record.json", target=TARGETS),
+        modisco="results/attributions/summary.tsv" if ATTRIBUTIONS else [],
         methylation=f"results/methylation/{METHYLATION['name']}/metrics.tsv"
         if METHYLATION else [],
         scrna=multiext(f"results/scrna/{SCRNA['name']}/", "denoise_metrics.tsv",
@@ -20,7 +21,8 @@ rule report_summary:
     params:
         sweep=lambda w, input: input.sweep or "none",
         omics=lambda w, input: " ".join(
-            ([f"--methylation {input.methylation}"] if input.methylation else [])
+            ([f"--modisco {input.modisco}"] if input.modisco else [])
+            + ([f"--methylation {input.methylation}"] if input.methylation else [])
             + ([f"--scrna-denoise {input.scrna[0]} --scrna-batch {input.scrna[1]}"]
                if input.scrna else [])),
         config=as_json(config),
