@@ -108,7 +108,9 @@ def table_html(table: pd.DataFrame, digits: int = 3) -> str:
     for row in table.itertuples(index=False):
         cells = []
         for value in row:
-            if isinstance(value, float):
+            if isinstance(value, float) and value != value:  # NaN: not applicable
+                cells.append("<td class=num>–</td>")
+            elif isinstance(value, float):
                 cells.append(f"<td class=num>{value:.{digits}f}</td>")
             elif isinstance(value, int):
                 cells.append(f"<td class=num>{value:,}</td>")
@@ -139,10 +141,17 @@ def omics_sections(methylation: str | None, scrna_denoise: str | None,
     """Summary-page sections for the methylation and single-cell stages, when they ran."""
     parts = []
     if methylation:
+        table = pd.read_csv(methylation, sep="\t")
+        wide = table.pivot_table(index=["coverage", "span"], columns="model",
+                                 values=["mae_beta", "binom_ll_per_read"], sort=False)
+        wide.columns = [f"{model} {'MAE' if metric == 'mae_beta' else 'LL/read'}"
+                        for metric, model in wide.columns]
+        wide = wide[sorted(wide.columns, key=lambda c: ("LL/read" in c, c))].reset_index()
         parts += ["<h2>Methylation: masked autoencoder vs baselines</h2>",
-                  "<p>Held-out genomic blocks; hidden, covered CpGs only. Lower MAE and "
-                  "higher binomial log-likelihood are better.</p>",
-                  table_html(pd.read_csv(methylation, sep="\t"))]
+                  "<p>Held-out genomic blocks; hidden, covered CpGs only (coverage = fraction "
+                  "of a region's CpGs hidden, span = CpGs per hidden block). MAE of beta: lower "
+                  "is better; binomial log-likelihood per read: higher is better.</p>",
+                  table_html(wide)]
     if scrna_denoise:
         parts += ["<h2>Single-cell RNA: denoising autoencoders</h2>",
                   "<p>Held-out-molecule NB log-likelihood (higher is better) and latent "
