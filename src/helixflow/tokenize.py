@@ -1,0 +1,133 @@
+"""DNA tokenizers (seeds 001/003): single nucleotides or k-mers, with special tokens,
+and a helper that chooses k for a memory/compute budget.
+
+Token ids: the special tokens first (``SPECIALS``), then the 4**k k-mers in lexicographic
+order of A, C, G, T. A k-mer holding N (or any IUPAC code) becomes [UNK].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .encode import ALPHABET, base_indices
+
+SPECIALS = ("[PAD]", "[MASK]", "[CLS]", "[SEP]", "[UNK]")
+PAD, MASK, CLS, SEP, UNK = range(len(SPECIALS))
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """k-mer tokenizer; ``stride`` 1 = overlapping k-mers, ``stride == k`` = non-overlapping."""
+
+    k: int = 1
+    stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or not 1 <= self.stride <= self.k:
+            raise ValueError(f"need k >= 1 and 1 <= stride <= k, got k={self.k}, "
+                             f"stride={self.stride}")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIALS) + 4 ** self.k
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.vocab_size <= 256 else np.uint16 if
+                        self.vocab_size <= 65536 else np.uint32)
+
+    def n_tokens(self, length: int) -> int:
+        """Tokens for a sequence of ``length`` bp (no [CLS]/[SEP])."""
+        return max(0, (length - self.k) // self.stride + 1)
+
+    def encode(self, seq: str) -> np.ndarray:
+        """Token ids of ``seq``, shape=(n_tokens(len(seq)),), dtype :attr:`dtype`."""
+        idx = base_indices(seq).astype(np.int64)
+        n = self.n_tokens(len(idx))
+        if n == 0:
+            return np.zeros(0, dtype=self.dtype)
+        starts = np.arange(n) * self.stride
+        windows = idx[starts[:, None] + np.arange(self.k)]            # (n, k)
+        codes = (np.minimum(windows, 3) * 4 ** np.arange(self.k - 1, -1, -1)).sum(1)
+        ids = np.where((windows > 3).any(1), UNK, codes + len(SPECIALS))
+        return ids.astype(self.dtype)
+
+    def decode(self, ids: np.ndarray) -> str:
+        """The sequence behind token ids (specials dropped; [UNK] k-mers read as N)."""
+        kmers = [self.token(int(i)) for i in ids if int(i) not in (PAD, CLS, SEP)]
+        kmers = ["N" * self.k if k in ("[UNK]", "[MASK]") else k for k in kmers]
+        if not kmers:
+            return ""
+        if self.stride == self.k:
+            return "".join(kmers)
+        return kmers[0] + "".join(k[self.k - self.stride:] for k in kmers[1:])
+
+    def token(self, token_id: int) -> str:
+        """The string of one token id."""
+        if token_id < len(SPECIALS):
+            return SPECIALS[token_id]
+        code, letters = token_id - len(SPECIALS), []
+        for _ in range(self.k):
+            code, base = divmod(code, 4)
+            letters.append(ALPHABET[base])
+        return "".join(reversed(letters))
+
+    def manifest(self) -> dict:
+        """What a shard manifest records about the tokenizer."""
+        return {"k": self.k, "stride": self.stride, "vocab_size": self.vocab_size,
+                "specials": list(SPECIALS), "dtype": str(self.dtype),
+                "order": "specials, then k-mers in lexicographic ACGT order"}
+
+
+def k_budget_table(window_bp: int, k_values=range(1, 9), d_model: int = 256,
+                   n_layers: int = 4, batch: int = 32, bytes_per_value: int = 2,
+                   overlapping: bool = True) -> pd.DataFrame:
+    """The seeds' trade-off, per k: tokens L-k+1 (or L/k), vocabulary 4**k + specials,
+    attention cost ∝ tokens², embedding + softmax ∝ vocabulary.
+
+    Columns: k, tokens, vocab, attention_memory_gb (one batch of score matrices per layer),
+    embedding_memory_gb (input + output tables), attention_gflop, softmax_gflop (per batch),
+    total_gflop, total_memory_gb.
+    """
+    rows = []
+    for k in k_values:
+        tok = Tokenizer(k, 1 if overlapping else k)
+        n, vocab = tok.n_tokens(window_bp), tok.vocab_size
+        attention_mem = n_layers * batch * n * n * bytes_per_value / 1e9
+        embedding_mem = 2 * vocab * d_model * bytes_per_value / 1e9
+        attention_flop = n_layers * batch * (4 * n * n * d_model + 8 * n * d_model ** 2) / 1e9
+        softmax_flop = batch * 2 * n * vocab * d_model / 1e9
+        rows.append({"k": k, "tokens": n, "vocab": vocab,
+                     "attention_memory_gb": attention_mem, "embedding_memory_gb": embedding_mem,
+                     "attention_gflop": attention_flop, "softmax_gflop": softmax_flop})
+    table = pd.DataFrame(rows)
+    table["total_gflop"] = table["attention_gflop"] + table["softmax_gflop"]
+    table["total_memory_gb"] = table["attention_memory_gb"] + table["embedding_memory_gb"]
+    return table
+
+
+def choose_k(window_bp: int, memory_budget_gb: float, **cost) -> tuple[int, pd.DataFrame, str]:
+    """The k with the least compute among those that fit ``memory_budget_gb``.
+
+    Returns (k, the per-k table of :func:`k_budget_table`, a sentence of reasoning for the
+    report). Raises ValueError when no k fits.
+    """
+    table = k_budget_table(window_bp, **cost)
+    fits = table[table["total_memory_gb"] <= memory_budget_gb]
+    if fits.empty:
+        raise ValueError(f"no k in {list(table['k'])} fits {memory_budget_gb} GB for "
+                         f"{window_bp}-bp windows; shorten the window or shrink the batch")
+    best = fits.loc[fits["total_gflop"].idxmin()]
+    k = int(best["k"])
+    single = table.iloc[0]
+    reason = (f"{window_bp}-bp windows: single nucleotides give {int(single['tokens'])} tokens "
+              f"({single['total_memory_gb']:.2f} GB, {single['total_gflop']:.1f} GFLOP per "
+              f"batch); k={k} gives {int(best['tokens'])} tokens and a vocabulary of "
+              f"{int(best['vocab'])} ({best['total_memory_gb']:.2f} GB, "
+              f"{best['total_gflop']:.1f} GFLOP), the least compute within "
+              f"{memory_budget_gb} GB: attention grows with tokens², the embedding and "
+              "softmax with 4^k.")
+    return k, table, reason
