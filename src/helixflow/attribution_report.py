@@ -105,12 +105,12 @@ def plot_attribution_logos(path_png: Path, target: str, atts: dict, names: list[
     the example's strongest DeepLIFT/SHAP position (same span for every method)."""
     import matplotlib
 
-    from .plots import STYLE, _figure, save_figure
+    from .plots import STYLE, new_figure, save_figure
 
     n = min(n_examples, len(names))
     methods = [m for m in METHODS if m in atts]
     with matplotlib.rc_context(STYLE):
-        fig = _figure(5.2 * max(n, 1), 1.7 * len(methods) + 0.6)
+        fig = new_figure(5.2 * max(n, 1), 1.7 * len(methods) + 0.6)
         axes = fig.subplots(len(methods), max(n, 1), squeeze=False)
         for j in range(n):
             L = atts[methods[0]].shape[2]
@@ -154,14 +154,14 @@ def saturation_example(atts: dict) -> tuple[int, int, float]:
 def plot_saturation(path_png: Path, target: str, atts: dict, names: list[str]) -> dict:
     import matplotlib
 
-    from .plots import STYLE, _figure, save_figure
+    from .plots import STYLE, new_figure, save_figure
 
     i, pos, ratio = saturation_example(atts)
     L = atts["ism"].shape[2]
     a, b = _span(pos, L)
     methods = [m for m in ["saliency", "ism", "deeplift_shap"] if m in atts]
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10, 1.9 * len(methods) + 0.8)
+        fig = new_figure(10, 1.9 * len(methods) + 0.8)
         axes = fig.subplots(len(methods), 1, squeeze=False)[:, 0]
         for ax, method in zip(axes, methods, strict=True):
             _logo(ax, atts[method][i][:, a:b], a)

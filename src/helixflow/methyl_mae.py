@@ -22,8 +22,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy.special import gammaln, xlogy
@@ -39,7 +37,7 @@ from .methylation import (
     read_methylation,
     subsample_regions,
 )
-from .plots import GREY, PALETTE, STYLE, save_figure
+from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
 
 P_EPS = 1e-3  # every model's p is clipped to [P_EPS, 1 - P_EPS] before scoring
@@ -504,11 +502,6 @@ def _headline(metrics: pd.DataFrame, setting: tuple[float, int]) -> dict:
 
 # ----------------------------------------------------------------------------- figures
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
 
 def plot_sweep(metrics: pd.DataFrame, path_png: str | Path, title: str) -> tuple[Path, Path]:
     """MAE of beta (top) and binomial log-likelihood per read (bottom) against coverage.
@@ -517,7 +510,7 @@ def plot_sweep(metrics: pd.DataFrame, path_png: str | Path, title: str) -> tuple
     """
     spans = sorted(metrics["span"].unique())
     with matplotlib.rc_context(STYLE):
-        fig = _figure(3.2 * len(spans) + 0.6, 6.2)
+        fig = new_figure(3.2 * len(spans) + 0.6, 6.2)
         axes = fig.subplots(2, len(spans), sharey="row", squeeze=False)
         for j, span in enumerate(spans):
             for m, model in enumerate(MODELS):
@@ -571,7 +564,7 @@ def plot_example(test: Regions, preds: dict, setting: tuple[float, int],
         return 10 + 70 * np.asarray(reads) / max(int(total.max()), 1)
 
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10.0, 5.0)
+        fig = new_figure(10.0, 5.0)
         ax = fig.subplots()
         padded = np.pad(hidden.astype(np.int8), 1)
         for a, b in zip(np.flatnonzero(np.diff(padded) == 1),

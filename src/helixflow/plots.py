@@ -64,7 +64,8 @@ def apply_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure on the Agg canvas, leaving pyplot's state alone."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)  # attach a renderer without touching pyplot's backend
     return fig
@@ -117,7 +118,7 @@ def plot_roc_pr(path_png: str | Path, curves_by_model: Mapping[str, Mapping[str,
     Legends sit below the panels so they never hide a curve.
     """
     with matplotlib.rc_context(STYLE):
-        fig = _figure(9.6, 6.6)  # roughly square panels above the legends
+        fig = new_figure(9.6, 6.6)  # roughly square panels above the legends
         ax_roc, ax_pr = fig.subplots(1, 2)
         rates: dict[str, float] = {}
         for i, (model, curve) in enumerate(curves_by_model.items()):
@@ -170,7 +171,7 @@ def plot_learning_curves(path_png: str | Path, histories: Mapping[str, pd.DataFr
         if missing:
             raise ValueError(f"history {name!r} lacks column(s): {', '.join(missing)}")
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10.0, 4.6)
+        fig = new_figure(10.0, 4.6)
         ax_loss, ax_auc = fig.subplots(1, 2)
         handles: list[Line2D] = []
         for i, (name, history) in enumerate(histories.items()):
@@ -248,7 +249,7 @@ def plot_bias_variance(path_png: str | Path, table: pd.DataFrame, title: str) ->
     train_colour, valid_colour = PALETTE[0], PALETTE[1]
     has_best = "best_valid_auroc" in table.columns
     with matplotlib.rc_context(STYLE):
-        fig = _figure(7.5, 5.2)
+        fig = new_figure(7.5, 5.2)
         ax = fig.subplots()
         log_params = np.log10(table["n_params"].to_numpy(dtype=float))
         log_x = _dodge(log_params, width=0.04 + 0.025 * np.ptp(log_params))
@@ -324,7 +325,7 @@ def plot_metric_summary(path_png: str | Path, summary: pd.DataFrame, title: str,
     band = 0.8  # fraction of a target row used by its models
     step = band / n_models
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10.0, 1.3 + 0.22 * len(targets) * max(n_models, 2) + 0.6)
+        fig = new_figure(10.0, 1.3 + 0.22 * len(targets) * max(n_models, 2) + 0.6)
         axes = fig.subplots(1, 2, sharey=True)
         for ax, metric in zip(axes, ("auroc", "auprc"), strict=True):
             for t, _target in enumerate(targets):

@@ -38,9 +38,9 @@ from .scrna_dae import (
     latent_structure,
     log_normalise,
     neighbour_graph,
-    seed_torch,
     silhouette,
 )
+from .seeding import seed_everything
 
 # ---------------------------------------------------------------------------- simulation
 
@@ -160,7 +160,7 @@ class ContrastiveConfig:
 def train_contrastive(counts: np.ndarray, batch: np.ndarray, group: np.ndarray,
                       cfg: ContrastiveConfig) -> tuple[Encoder, pd.DataFrame]:
     """Train the encoder; returns (encoder in eval mode, history epoch, loss, infonce, penalty)."""
-    generator = seed_torch(cfg.seed, cfg.threads)
+    generator = seed_everything(cfg.seed, cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     counts = np.asarray(counts, dtype=np.int64)
     batch_t = torch.as_tensor(np.asarray(batch), dtype=torch.long)

@@ -27,16 +27,10 @@ import torch
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from torch import nn
 
+from .seeding import seed_everything
+
 TARGET_SUM = 1e4            # size normalisation: counts per 10,000 molecules
 MIN_PROPORTION = 1e-7       # floor on every model's predicted proportions (no zero NB means)
-
-
-def seed_torch(seed: int, threads: int) -> torch.Generator:
-    """Repeatable CPU training: seed torch, deterministic kernels, ``threads`` intra-op threads."""
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------------------- counts
@@ -198,7 +192,7 @@ def train_dae(counts: np.ndarray, cfg: DAEConfig) -> tuple[CountDAE, pd.DataFram
     """
     if cfg.loss not in ("nb", "zinb", "mse"):
         raise ValueError(f"unknown DAE loss {cfg.loss!r}; use 'nb', 'zinb' or 'mse'")
-    generator = seed_torch(cfg.seed, cfg.threads)
+    generator = seed_everything(cfg.seed, cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     counts = np.asarray(counts, dtype=np.int64)
     model = CountDAE(counts.shape[1], cfg)

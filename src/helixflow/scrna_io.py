@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from matplotlib import patheffects
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -36,7 +35,7 @@ from . import scrna_batch as batch_mod
 from . import scrna_dae as dae
 from .errors import InputError
 from .files import atomic_path, write_tsv
-from .plots import PALETTE, STYLE, save_figure
+from .plots import PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
 
 FORMATS = {
@@ -597,11 +596,6 @@ def cluster_colours(n: int) -> list:
     return [cmap[i % len(cmap)] for i in range(n)]
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
 
 def _scatter(ax, coords: np.ndarray, labels: np.ndarray, colours: list, annotate: bool) -> None:
     """Cells as small dots (rasterised), coloured by integer labels, shuffled draw order."""
@@ -634,7 +628,7 @@ def plot_latent_umaps(path_png: str | Path, umaps: Mapping[str, np.ndarray],
              "mse_dae": "MSE-DAE latent"}
     colours = cluster_colours(int(clusters.max()) + 1)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10.5, 5.0)
+        fig = new_figure(10.5, 5.0)
         axes = fig.subplots(1, 2)
         for ax, (name, coords) in zip(axes, umaps.items(), strict=True):
             row = metrics.loc[count_name if name == "nb_dae" else name]
@@ -654,7 +648,7 @@ def plot_batch_embeddings(path_png: str | Path, umaps: Mapping[str, np.ndarray],
     batch_colours = BATCH_COLOURS[:int(batch.max()) + 1]
     colours = cluster_colours(int(clusters.max()) + 1)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(10.0, 3.9 * len(umaps))
+        fig = new_figure(10.0, 3.9 * len(umaps))
         axes = fig.subplots(len(umaps), 2, squeeze=False)
         for (ax_b, ax_c), (name, coords) in zip(axes, umaps.items(), strict=True):
             row = metrics.loc[name]

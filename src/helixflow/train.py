@@ -20,6 +20,7 @@ from torch import nn
 
 from .errors import InputError
 from .models.cnn import BindingCNN, CNNConfig, n_parameters
+from .seeding import seed_everything
 
 
 @dataclass
@@ -36,15 +37,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     model: CNNConfig = field(default_factory=CNNConfig)
-
-
-def seed_everything(seed: int, threads: int) -> torch.Generator:
-    """Make a run repeatable on CPU: seeds, deterministic kernels, fixed thread count."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
-    return torch.Generator().manual_seed(seed)
 
 
 def rc(X: torch.Tensor) -> torch.Tensor:

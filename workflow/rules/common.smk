@@ -25,8 +25,8 @@ CODE = {
     "genome": code_digest("genome"),
     "windows": code_digest("intervals", "genome"),
     "shards": code_digest("shards", "encode"),
-    "train": code_digest("train", "models/cnn"),
-    "sweep": code_digest("train", "sweep", "models/cnn"),
+    "train": code_digest("train", "seeding", "models/cnn"),
+    "sweep": code_digest("train", "seeding", "sweep", "models/cnn"),
     "kmers": code_digest("kmers"),
     "pwm": code_digest("motifs"),
     "evaluate": code_digest("evaluate"),
@@ -35,7 +35,7 @@ CODE = {
     "report": code_digest("report"),
     "attributions": code_digest("attribution", "attribution_report", "motifs"),
     "methylation": code_digest("methylation", "methyl_mae", "plots"),
-    "scrna": code_digest("scrna_io", "scrna_dae", "scrna_batch", "plots"),
+    "scrna": code_digest("scrna_io", "scrna_dae", "scrna_batch", "seeding", "plots"),
 }
 
 

@@ -1,0 +1,18 @@
+"""Repeatable CPU training, shared by every trainer (CNN, denoising and contrastive models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, threads: int) -> torch.Generator:
+    """Seed torch and numpy, use deterministic kernels and ``threads`` intra-op threads.
+
+    Returns a torch generator seeded with ``seed`` for shuffling and augmentation.
+    """
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    return torch.Generator().manual_seed(seed)
