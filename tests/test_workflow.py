@@ -4,6 +4,7 @@ partial re-runs, and bad inputs that must stop the run before any training."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -203,3 +204,20 @@ def test_hg38_encode_example_dry_run(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result)
     assert jobs["stage_input"] == 5 and jobs["train_cnn"] == 3 and jobs["motifs"] == 3
+
+
+def test_target_given_as_alignments_gets_macs3_peaks(tmp_path):
+    """A sample-sheet row with ChIP + control BAMs: MACS3 calls peaks that feed the windows."""
+    from tiny_project import make_bam_project
+
+    from helixflow.peak_calling import summit_recall
+    _, summits = make_bam_project(tmp_path)
+    windows = "results/data/tiny/windows/Reb1.bed"
+    result = snakemake(tmp_path, windows)
+    assert result.returncode == 0, result.stderr[-3000:]
+    called = tmp_path / "results/data/tiny/peaks/Reb1.narrowPeak"
+    assert summit_recall(called, summits, tolerance=50) >= 0.9
+    labelled = pd.read_csv(tmp_path / windows, sep="\t", header=None)
+    assert labelled[6].sum() >= 0.8 * len(summits)   # column 7: label
+    record = json.loads((tmp_path / "results/data/tiny/peaks/Reb1.record.json").read_text())
+    assert record["results"]["peaks"] >= 0.9 * len(summits)

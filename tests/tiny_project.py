@@ -47,8 +47,8 @@ def make_genome(mirror: Path, seed: int = 7, length: int = 80_000,
         text = "".join(seq)
         records.append(f">{chrom}\n" + "\n".join(text[i:i + 60] for i in range(0, length, 60)))
     (mirror / "tiny").mkdir(parents=True, exist_ok=True)
-    with gzip.open(mirror / "tiny" / "genome.fa.gz", "wt") as handle:
-        handle.write("\n".join(records) + "\n")
+    with gzip.GzipFile(mirror / "tiny" / "genome.fa.gz", "wb", mtime=0) as handle:
+        handle.write(("\n".join(records) + "\n").encode())   # mtime=0: same bytes each time
     return summits
 
 
@@ -95,6 +95,31 @@ def make_project(root: Path, **config_overrides) -> Path:
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def make_bam_project(root: Path, **config_overrides) -> tuple[Path, list[tuple[str, int]]]:
+    """The tiny project with its target given as ChIP + control BAMs (peaks called by MACS3).
+
+    Reads are simulated around the planted summits (Ensembl-style names in the BAMs, reached
+    through the alias file). Returns the config path and the planted summits.
+    """
+    from helixflow.simulate_reads import simulate_chip_reads
+    config = make_project(root, **config_overrides)
+    mirror = root / "mirror" / "tiny"
+    summits = make_genome(root / "mirror")  # same seed: the genome make_project wrote
+    plain = root / "genome_plain.fa"
+    with gzip.open(mirror / "genome.fa.gz", "rb") as src:
+        plain.write_bytes(src.read())
+    names = {c: c.removeprefix("chr") for c in CHROMS}
+    simulate_chip_reads(plain, summits, mirror / "chip.bam", n_reads_per_peak=80,
+                        n_background=5_000, seed=3, bam_names=names)
+    # the input is sequenced as deep as the ChIP (MACS would otherwise scale the ChIP down)
+    simulate_chip_reads(plain, [], mirror / "input.bam", n_reads_per_peak=0,
+                        n_background=35_000, seed=4, bam_names=names)
+    (root / "chip.tsv").write_text(
+        "target\tpeaks\ttreatment_bam\tcontrol_bam\tpeak_format\ttax_group\tjaspar_id\n"
+        "Reb1\t\ttiny/chip.bam\ttiny/input.bam\tnarrowPeak\tfungi\tMA0363\n")
+    return config, summits
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600, snakefile: Path | None = None,

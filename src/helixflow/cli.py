@@ -29,6 +29,14 @@ def cmd_index_genome(a: argparse.Namespace) -> None:
     print(f"indexed {len(sizes)} chromosomes, {sum(sizes.values()):,} bp", file=sys.stderr)
 
 
+def cmd_call_peaks(a: argparse.Namespace) -> None:
+    from .peak_calling import run_call_peaks
+    summary = run_call_peaks(a.treatment, a.control, a.sizes, a.aliases, a.out, a.record,
+                             a.params)
+    print(f"MACS3 {summary['macs_version']}: {summary['peaks']} peaks "
+          f"({summary['macs_seconds']:.1f} s)", file=sys.stderr)
+
+
 def cmd_check_inputs(a: argparse.Namespace) -> None:
     from .files import sha256sum, write_json
     from .genome import read_aliases, read_fai
@@ -331,6 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aliases", default=None)
     p.add_argument("--blacklist", default=None)
     p.add_argument("--params", type=_json, required=True, help="JSON: seed, splits, windows")
+
+    p = add("call-peaks", cmd_call_peaks, "MACS3 callpeak on ChIP (and control) BAMs")
+    p.add_argument("--treatment", nargs="+", required=True, help="ChIP BAMs (indexed)")
+    p.add_argument("--control", nargs="*", default=[], help="control BAMs (indexed)")
+    for arg in ("--sizes", "--out", "--record"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--aliases", default=None)
+    p.add_argument("--params", type=_json, default={}, help="JSON: see peak_calling.DEFAULTS")
 
     p = add("check-splits", cmd_check_splits, "fail if any window leaks across splits")
     for arg in ("--windows", "--sizes", "--out"):

@@ -105,7 +105,18 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
     if not duplicated.empty:
         raise InputError(f"target '{duplicated.iloc[0]}' appears twice", path=path,
                          line=int(duplicated.index[0]) + 2, fix="give each target one row")
-    for col in ("peaks_url", "peaks_sha256", "jaspar_id"):
+    for col in ("peaks", "peaks_url", "peaks_sha256", "jaspar_id", "treatment_bam",
+                "control_bam"):
         if col not in sheet:
             sheet[col] = ""
+    for i, row in zip(sheet.index, sheet.itertuples(), strict=True):
+        if bool(row.peaks) == bool(row.treatment_bam):
+            raise InputError(f"target '{row.target}' needs either 'peaks' or 'treatment_bam'"
+                             + (", not both" if row.peaks else ""), path=path, line=i + 2,
+                             fix="give a peaks file, or ChIP alignments to call peaks from "
+                             "with MACS3 (and leave the other empty)")
+        if row.control_bam and not row.treatment_bam:
+            raise InputError(f"target '{row.target}' has 'control_bam' but no 'treatment_bam'",
+                             path=path, line=i + 2, fix="add the ChIP alignments or drop the "
+                             "control")
     return sheet.set_index("target", drop=False)

@@ -24,6 +24,7 @@ CODE = {
     "stage": code_digest("stage"),
     "genome": code_digest("genome"),
     "windows": code_digest("intervals", "genome"),
+    "peak_calling": code_digest("peak_calling", "genome", "records"),
     "shards": code_digest("shards", "encode"),
     "train": code_digest("train", "seeding", "models/cnn"),
     "sweep": code_digest("train", "seeding", "sweep", "models/cnn"),
@@ -51,7 +52,10 @@ def staged_inputs():
         if spec:
             inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
     for row in SAMPLES.itertuples():
-        inputs[row.peaks] = (row.peaks_url, row.peaks_sha256)
+        if row.peaks:
+            inputs[row.peaks] = (row.peaks_url, row.peaks_sha256)
+        for bam in filter(None, f"{row.treatment_bam},{row.control_bam}".split(",")):
+            inputs[bam] = inputs[f"{bam}.bai"] = ("", "")
     extra = (config.get("methylation") or {}).get("inputs", []) + (
         config.get("scrna") or {}).get("files", [])
     for spec in extra:
@@ -86,7 +90,21 @@ def mirror_copy(wildcards):
 
 
 def peaks_of(wildcards):
+    """The target's peaks: staged from the sheet, or called by MACS3 from its alignments."""
+    if SAMPLES.loc[wildcards.target, "treatment_bam"]:
+        return f"{DATA}/peaks/{wildcards.target}.narrowPeak"
     return f"resources/{SAMPLES.loc[wildcards.target, 'peaks']}"
+
+
+def peak_format_of(wildcards):
+    if SAMPLES.loc[wildcards.target, "treatment_bam"]:
+        return "narrowPeak"
+    return SAMPLES.loc[wildcards.target, "peak_format"]
+
+
+def bams_of(target, column):
+    """Staged BAMs of one sheet column (comma-separated), [] when empty."""
+    return [f"resources/{p}" for p in SAMPLES.loc[target, column].split(",") if p]
 
 
 def as_json(obj):

@@ -53,6 +53,41 @@ rule index_genome:
         "2> {log}"
 
 
+# A target given as ChIP alignments: MACS3 callpeak (control optional) → narrowPeak with
+# summits, read by the windows rule like any peaks file.
+rule call_peaks:
+    input:
+        treatment=lambda w: bams_of(w.target, "treatment_bam"),
+        control=lambda w: bams_of(w.target, "control_bam"),
+        indexes=lambda w: [f"{b}.bai" for b in bams_of(w.target, "treatment_bam")
+                           + bams_of(w.target, "control_bam")],
+        sizes=f"{DATA}/chrom.sizes",
+        aliases=resource("chrom_aliases"),
+    output:
+        peaks=f"{DATA}/peaks/{{target}}.narrowPeak",
+        record=f"{DATA}/peaks/{{target}}.record.json",
+    params:
+        control=lambda w, input: f"--control {' '.join(input.control)}" if input.control else "",
+        aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
+        json=as_json(config["peak_calling"]),
+        code=CODE["peak_calling"],
+    priority: 100
+    log:
+        "results/logs/call_peaks/{target}.log",
+    benchmark:
+        "results/benchmarks/call_peaks/{target}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow call-peaks --treatment {input.treatment} {params.control} "
+        "--sizes {input.sizes} {params.aliases} --out {output.peaks} --record {output.record} "
+        "--params {params.json:q} 2> {log}"
+
+
 # Every peaks file is checked against the genome first (highest priority: all checks run
 # before any window is made, and the first failure stops the run before any training).
 rule check_peaks:
@@ -66,7 +101,7 @@ rule check_peaks:
     params:
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
-        fmt=lambda w: SAMPLES.loc[w.target, "peak_format"],
+        fmt=peak_format_of,
         code=CODE["windows"],
     priority: 100
     log:
@@ -96,7 +131,7 @@ rule windows:
         bed=f"{DATA}/windows/{{target}}.bed",
         record=f"{DATA}/windows/{{target}}.record.json",
     params:
-        fmt=lambda w: SAMPLES.loc[w.target, "peak_format"],
+        fmt=peak_format_of,
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
         json=as_json({"seed": config["seed"], "splits": config["splits"],
