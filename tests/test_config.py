@@ -225,3 +225,27 @@ def test_duplicated_target_names_second_line(tmp_path):
 def test_missing_sheet(tmp_path):
     with pytest.raises(InputError, match="sample sheet not found"):
         read_sample_sheet(tmp_path / "nope.tsv")
+
+
+BAM_HEADER = "target\tpeaks\ttreatment_bam\tcontrol_bam\tpeak_format\ttax_group"
+
+
+def test_alignments_instead_of_peaks(tmp_path):
+    path = _sheet(tmp_path, "Reb1\t\tchip/r1.bam,chip/r2.bam\tchip/input.bam\tauto\tfungi",
+                  header=BAM_HEADER)
+    sheet = read_sample_sheet(path)
+    assert sheet.loc["Reb1", "treatment_bam"] == "chip/r1.bam,chip/r2.bam"
+    assert sheet.loc["Reb1", "peaks"] == ""
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("Reb1\tpeaks/r.bed\tchip/r.bam\t\tauto\tfungi", "either 'peaks' or 'treatment_bam', not both"),
+    ("Reb1\t\t\t\tauto\tfungi", "either 'peaks' or 'treatment_bam'"),
+    ("Reb1\tpeaks/r.bed\t\tchip/input.bam\tauto\tfungi", "'control_bam' but no 'treatment_bam'"),
+    ("Reb1\t\tchip/r.sam\t\tauto\tfungi", "column 'treatment_bam'"),
+])
+def test_peaks_or_alignments_errors_name_the_line(tmp_path, row, expected):
+    path = _sheet(tmp_path, row, header=BAM_HEADER)
+    with pytest.raises(InputError, match="line 2") as err:
+        read_sample_sheet(path)
+    assert expected in str(err.value)
