@@ -286,6 +286,20 @@ def cmd_attributions(a: argparse.Namespace) -> None:
     run_attributions(a.model_dir, a.shards, a.out_dir, a.figure_dir, a.target, a.params)
 
 
+def cmd_grammar(a: argparse.Namespace) -> None:
+    from .grammar import run_grammar
+    summary = run_grammar(a.target, a.model_dir, a.shards, a.motif_dir, a.out_dir, a.figure,
+                          a.params)
+    print(f"{a.target}: {summary['n_pairs']} motif pairs, receptive field "
+          f"{summary['receptive_field_bp']} bp ({summary['seconds']:.1f} s)", file=sys.stderr)
+
+
+def cmd_motif_compare(a: argparse.Namespace) -> None:
+    from .motif_compare import run_motif_compare
+    run_motif_compare(a.target, a.motif_dir, a.attribution_dir, a.jaspar_id, a.out_dir,
+                      a.figure, a.params)
+
+
 def cmd_methylation(a: argparse.Namespace) -> None:
     from .methyl_mae import run_methylation_mae
     run_methylation_mae(a.inputs, a.out_dir, a.figure_dir, params=a.params, fmt=a.format)
@@ -427,6 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("attributions", cmd_attributions, "saliency, ISM, DeepLIFT/SHAP, IG and TF-MoDISco")
     for arg in ("--target", "--model-dir", "--shards", "--out-dir", "--figure-dir"):
         p.add_argument(arg, required=True)
+    p.add_argument("--params", type=_json, default={})
+
+    p = add("grammar", cmd_grammar, "motif co-activation by spacing; receptive fields")
+    for arg in ("--target", "--model-dir", "--shards", "--motif-dir", "--out-dir", "--figure"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--params", type=_json, default={}, help="JSON: see grammar.DEFAULTS")
+
+    p = add("motif-compare", cmd_motif_compare, "filter motifs beside TF-MoDISco patterns")
+    for arg in ("--target", "--motif-dir", "--attribution-dir", "--out-dir", "--figure"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--jaspar-id", default="")
     p.add_argument("--params", type=_json, default={})
 
     p = add("methylation", cmd_methylation, "masked autoencoder on CpG methylation vs baselines")

@@ -17,6 +17,7 @@ SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
 SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
 METHYLATION = config.get("methylation")
 ATTRIBUTIONS = config.get("attributions")
+GRAMMAR = config.get("grammar")
 SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 # The library code each stage runs: a param, so editing it re-runs that stage only.
@@ -35,6 +36,8 @@ CODE = {
     "plots": code_digest("plots", "motifs"),
     "report": code_digest("report"),
     "attributions": code_digest("attribution", "attribution_report", "motifs"),
+    "grammar": code_digest("grammar", "receptive_field", "motifs", "plots"),
+    "motif_compare": code_digest("motif_compare", "motifs", "plots"),
     "methylation": code_digest("methylation", "methyl_mae", "plots"),
     "scrna": code_digest("scrna_io", "scrna_dae", "scrna_batch", "seeding", "plots"),
 }
@@ -139,7 +142,9 @@ def final_outputs():
     if SWEEP_ARMS:
         outputs.append("results/metrics/sweep.tsv")
     if ATTRIBUTIONS:
-        outputs.append("results/attributions/summary.tsv")
+        outputs += ["results/attributions/summary.tsv", "results/motifs/sources_summary.tsv"]
+    if GRAMMAR:
+        outputs.append("results/grammar/pairs_summary.tsv")
     if METHYLATION:
         outputs.append(f"results/methylation/{METHYLATION['name']}/metrics.tsv")
     if SCRNA:

@@ -67,3 +67,124 @@ if ATTRIBUTIONS:
             "../../envs/report.yaml"
         shell:
             "helixflow summarize --tables {input} --out {output} 2> {log}"
+
+
+# Motif grammar: first-layer filter co-activation by spacing (seed 002) and the receptive
+# field of every layer, read off the architecture. Optional: `grammar: null`.
+if GRAMMAR:
+
+    rule grammar:
+        input:
+            shards=f"{DATA}/shards/{{target}}/manifest.json",
+            weights="results/models/{target}/cnn/model.safetensors",
+            tomtom="results/motifs/{target}/tomtom.tsv",
+            recovery="results/motifs/{target}/recovery.tsv",
+        output:
+            spacing="results/grammar/{target}/spacing.tsv",
+            pairs="results/grammar/{target}/pairs.tsv",
+            fields=report("results/grammar/{target}/receptive_field.tsv",
+                          caption="../report/receptive_field.rst", category="8. Motif grammar",
+                          subcategory="{target}"),
+            record="results/grammar/{target}/record.json",
+            figure=report("results/figures/{target}_grammar.png",
+                          caption="../report/grammar.rst", category="8. Motif grammar",
+                          subcategory="{target}"),
+            svg="results/figures/{target}_grammar.svg",
+        params:
+            model_dir=lambda w, input: Path(input.weights).parent,
+            motif_dir=lambda w, input: Path(input.tomtom).parent,
+            out_dir=lambda w, output: Path(output.record).parent,
+            json=as_json(GRAMMAR),
+            code=CODE["grammar"],
+        log:
+            "results/logs/grammar/{target}.log",
+        benchmark:
+            "results/benchmarks/grammar/{target}.tsv"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        conda:
+            "../../envs/interpret.yaml"
+        shell:
+            "helixflow grammar --target {wildcards.target} --model-dir {params.model_dir} "
+            "--shards {input.shards} --motif-dir {params.motif_dir} --out-dir {params.out_dir} "
+            "--figure {output.figure} --params {params.json:q} 2> {log}"
+
+    rule grammar_summary:
+        input:
+            expand("results/grammar/{target}/pairs.tsv", target=TARGETS),
+        output:
+            report("results/grammar/pairs_summary.tsv", caption="../report/grammar_summary.rst",
+                   category="8. Motif grammar"),
+        log:
+            "results/logs/grammar_summary.log",
+        benchmark:
+            "results/benchmarks/grammar_summary.tsv"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=5,
+        conda:
+            "../../envs/report.yaml"
+        shell:
+            "helixflow summarize --tables {input} --out {output} 2> {log}"
+
+
+# Filter-derived motifs beside TF-MoDISco patterns, each with its best JASPAR match.
+if ATTRIBUTIONS:
+
+    rule motif_compare:
+        input:
+            tomtom="results/motifs/{target}/tomtom.tsv",
+            recovery="results/motifs/{target}/recovery.tsv",
+            modisco="results/attributions/{target}/modisco_tomtom.tsv",
+        output:
+            table="results/motifs/{target}/compare/motif_sources.tsv",
+            figure=report("results/figures/{target}_motifs_beside.png",
+                          caption="../report/motifs_beside.rst", category="4. Motifs",
+                          subcategory="{target}"),
+            svg="results/figures/{target}_motifs_beside.svg",
+        params:
+            motif_dir=lambda w, input: Path(input.tomtom).parent,
+            attribution_dir=lambda w, input: Path(input.modisco).parent,
+            out_dir=lambda w, output: Path(output.table).parent,
+            jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
+            json=lambda w: as_json({"n_logos": 3,
+                                    "q_threshold": config["motifs"]["q_threshold"],
+                                    "jaspar_release": config["motifs"]["jaspar_release"]}),
+            code=CODE["motif_compare"],
+        log:
+            "results/logs/motif_compare/{target}.log",
+        benchmark:
+            "results/benchmarks/motif_compare/{target}.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../../envs/motifs.yaml"
+        shell:
+            "helixflow motif-compare --target {wildcards.target} --motif-dir {params.motif_dir} "
+            "--attribution-dir {params.attribution_dir} --jaspar-id={params.jaspar_id:q} "
+            "--out-dir {params.out_dir} --figure {output.figure} --params {params.json:q} "
+            "2> {log}"
+
+    rule motif_compare_summary:
+        input:
+            expand("results/motifs/{target}/compare/motif_sources.tsv", target=TARGETS),
+        output:
+            report("results/motifs/sources_summary.tsv", caption="../report/motif_sources.rst",
+                   category="4. Motifs"),
+        log:
+            "results/logs/motif_compare_summary.log",
+        benchmark:
+            "results/benchmarks/motif_compare_summary.tsv"
+        threads: 1
+        resources:
+            mem_mb=500,
+            runtime=5,
+        conda:
+            "../../envs/report.yaml"
+        shell:
+            "helixflow summarize --tables {input} --out {output} 2> {log}"

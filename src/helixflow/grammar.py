@@ -1,0 +1,536 @@
+"""Motif grammar from first-layer activation maps: co-activation of two filters at spacing Δ.
+
+Seed 002 ("The Grammar of the Genome"): a first-layer activation map ``A_i(p)`` says where
+filter i's motif sits; counting how often filter j is active ``Δ`` bases after filter i — a
+cross-correlation of the two maps — measures whether the two motifs keep a preferred spacing.
+
+Definitions (all arrays are per window ``n`` and conv position ``p``; ``P = L - kernel + 1``):
+
+* windows: overlapping windows of one locus (peaks a few bases apart) are merged first
+  (:func:`distinct_windows`), or one tandem locus would count once per window covering it.
+
+* a *site* of filter i is a position where ``A_i(n, p) > cut_i`` and ``A_i`` is the largest
+  value within ``±radius`` positions (non-maximum suppression, so one motif instance is one
+  site and not a smear of neighbouring positions). ``cut_i = threshold × max A_i`` over the
+  positive and negative windows together, so both classes use the same cut.
+* observed ``O_ij(Δ) = Σ_n Σ_p s_i(n, p) · s_j(n, p + Δ)`` for signed ``Δ`` in
+  ``[-max_spacing, max_spacing]``: filter j's window starts Δ bases after filter i's
+  (negative Δ: before). ``s`` is 0/1 (``weighted=False``) or the activation at a site.
+* expected ``E_ij(Δ)``: the same sum with filter j's map taken from a *different* window,
+  averaged over every choice — exactly ``(Σ_p S_i(p) S_j(p + Δ) − O_ij(Δ)) / (N − 1)`` with
+  ``S`` the sum of ``s`` over windows. This keeps each filter's positional profile (e.g. sites
+  piled up at the peak summit) and its site count, and breaks only the within-window pairing.
+* score ``(O + c) / (E + c)`` with pseudocount ``c`` (default 1): > 1 means more pairs at Δ
+  than the positional profiles predict; empty bins score 1 and a handful of pairs is shrunk
+  towards 1. A window holding both motifs at *any* spacing lifts every Δ alike (co-occurrence);
+  a preferred spacing is a peak above the other Δ.
+
+Which filter pairs (:func:`choose_pairs`): the anchor is the filter that best matches the
+target's own JASPAR motif (Tomtom q < ``q_threshold``); its partners are, for each *other*
+JASPAR motif that is some filter's best significant match, the filter matching it best
+(lowest q), most significant first, at most ``max_partners``. When no filter matches another
+motif, the filters most active on positives stand in as partners. Two more pairs are always
+added: the anchor with itself (homotypic spacing, e.g. tandem sites) and the anchor with the
+best own-motif filter on the other strand, when there is one (inverted/everted repeats; for a
+palindrome its overlap peak is the same site seen by both filters). Δ where the two filters'
+motif cores overlap are the same site, not grammar: they are flagged ``overlap`` and shaded
+in the figure, and never chosen as a pair's preferred spacing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from scipy.ndimage import maximum_filter1d
+
+from .errors import InputError
+from .files import read_json, write_tsv
+from .motifs import activation_pfms, pfm_to_ppm, trim_ppm
+from .records import write_record
+from .shards import load_split
+
+SPACING_COLUMNS = ["target", "filter_a", "motif_a", "filter_b", "motif_b", "spacing",
+                   "core_spacing", "overlap", "score_pos", "score_neg", "n_pos_pairs",
+                   "expected_pos", "n_neg_pairs", "expected_neg", "p_pos"]
+PAIR_COLUMNS = ["target", "role", "filter_a", "motif_a", "strand_a", "filter_b", "motif_b",
+                "strand_b", "n_sites_a_pos", "n_sites_b_pos", "n_pos_near", "expected_pos_near",
+                "score_pos_near", "score_neg_near", "p_near", "best_spacing", "best_core_spacing",
+                "score_pos", "score_neg", "n_pos_pairs", "expected_pos", "p_pos", "p_bonferroni"]
+DEFAULTS = {"split": "test", "threshold": 0.5, "max_spacing": 80, "nms_radius": 2,
+            "distinct_overlap": 50,
+            "weighted": False, "pseudocount": 1.0, "q_threshold": 0.05, "max_partners": 4,
+            "min_pairs": 5, "n_plot": 6}
+UNMATCHED = "unmatched"
+
+
+# ----------------------------------------------------------------------------- maps → sites
+
+@torch.no_grad()
+def first_layer_activations(model: torch.nn.Module, X: np.ndarray,
+                            batch: int = 512) -> np.ndarray:
+    """First-layer activation maps, float32 shape=(n, F, P), of one-hot X, shape=(n, C, L).
+
+    Uses ``model.activations`` (BindingCNN: ReLU of the first conv, valid convolution) when
+    the model has it, otherwise ReLU of its first ``Conv1d``.
+    """
+    layer = getattr(model, "activations", None)
+    if layer is None:
+        conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv1d)), None)
+        if conv is None:
+            raise ValueError("model has no Conv1d layer")
+        layer = lambda x: torch.relu(conv(x))  # noqa: E731
+    was = model.training
+    model.eval()
+    try:
+        parts = [layer(torch.from_numpy(np.asarray(X[i:i + batch], dtype=np.float32))).numpy()
+                 for i in range(0, len(X), batch)]
+    finally:
+        model.train(was)
+    return np.concatenate(parts) if parts else np.zeros((0, 0, 0), np.float32)
+
+
+def active_sites(A: np.ndarray, cut: float, radius: int = 0) -> np.ndarray:
+    """Sites of one filter: A (n, P) → bool (n, P), ``A > cut`` and A is the largest value
+    within ``±radius`` positions of the same window (ties keep every tied position)."""
+    acts = np.asarray(A, dtype=np.float64)
+    above = acts > cut
+    if radius <= 0 or acts.size == 0:
+        return above
+    local_max = maximum_filter1d(acts, size=2 * radius + 1, axis=1, mode="constant",
+                                 cval=-np.inf)
+    return above & (acts >= local_max)
+
+
+def pair_counts(s_i: np.ndarray, s_j: np.ndarray, max_spacing: int) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Observed and expected pair counts at every Δ = -max_spacing..max_spacing.
+
+    s_i, s_j: shape=(n, P), site weights (0/1 or activations) of filters i and j.
+    observed[Δ + max_spacing] = Σ_n Σ_p s_i[n, p] s_j[n, p + Δ]; expected: the same with s_j
+    from a different window, averaged over all n − 1 choices (module docstring). With fewer
+    than 2 windows the expectation is NaN. Returns two float64 arrays of shape (2·max_spacing+1,).
+    """
+    s_i, s_j = np.asarray(s_i, dtype=np.float64), np.asarray(s_j, dtype=np.float64)
+    if s_i.shape != s_j.shape or s_i.ndim != 2:
+        raise ValueError(f"need two maps of one shape (n, P); got {s_i.shape} and {s_j.shape}")
+    n, P = s_i.shape
+    S_i, S_j = s_i.sum(axis=0), s_j.sum(axis=0)
+    spacings = np.arange(-max_spacing, max_spacing + 1)
+    observed = np.zeros(len(spacings))
+    across = np.zeros(len(spacings))
+    for k, delta in enumerate(spacings):
+        lo, hi = max(0, -delta), min(P, P - delta)  # p with both p and p + Δ inside
+        if hi <= lo:
+            continue
+        observed[k] = np.einsum("np,np->", s_i[:, lo:hi], s_j[:, lo + delta:hi + delta])
+        across[k] = S_i[lo:hi] @ S_j[lo + delta:hi + delta]
+    expected = (across - observed) / (n - 1) if n > 1 else np.full(len(spacings), np.nan)
+    return observed, expected
+
+
+def coactivation_profile(A_i: np.ndarray, A_j: np.ndarray, max_spacing: int,
+                         threshold: float = 0.5, *, cut_i: float | None = None,
+                         cut_j: float | None = None, radius: int = 0, weighted: bool = False,
+                         pseudocount: float = 1.0) -> dict[str, np.ndarray]:
+    """Co-activation of filter j at Δ after filter i, for maps A_i, A_j of shape (n, P).
+
+    The cuts default to ``threshold × max`` of each map. Returns arrays over
+    Δ = -max_spacing..max_spacing: ``spacing``, ``score`` ((O + c) / (E + c) of the chosen
+    weighting), ``n_pairs`` and ``expected`` (0/1 site counts whatever the weighting) and
+    ``p`` (Poisson upper tail of ``n_pairs`` given ``expected``).
+    """
+    A_i, A_j = np.asarray(A_i), np.asarray(A_j)
+    cut_i = threshold * float(A_i.max()) if cut_i is None else cut_i
+    cut_j = threshold * float(A_j.max()) if cut_j is None else cut_j
+    site_i, site_j = active_sites(A_i, cut_i, radius), active_sites(A_j, cut_j, radius)
+    n_pairs, expected = pair_counts(site_i, site_j, max_spacing)
+    if weighted:
+        obs_w, exp_w = pair_counts(np.where(site_i, A_i, 0.0), np.where(site_j, A_j, 0.0),
+                                   max_spacing)
+    else:
+        obs_w, exp_w = n_pairs, expected
+    return {"spacing": np.arange(-max_spacing, max_spacing + 1),
+            "score": (obs_w + pseudocount) / (exp_w + pseudocount),
+            "n_pairs": n_pairs, "expected": expected,
+            "p": stats.poisson.sf(n_pairs - 1, np.maximum(expected, 1e-12))}
+
+
+def coactivation(A_i: np.ndarray, A_j: np.ndarray, max_spacing: int,
+                 threshold: float = 0.5, **options) -> np.ndarray:
+    """Co-activation score over Δ = -max_spacing..max_spacing, shape=(2·max_spacing+1,).
+
+    A_i, A_j: shape=(n, P), activation maps of two filters over the same windows.
+    ``options`` as for :func:`coactivation_profile` (cuts, radius, weighted, pseudocount).
+    """
+    return coactivation_profile(A_i, A_j, max_spacing, threshold, **options)["score"]
+
+
+def distinct_windows(X: np.ndarray, min_overlap: int = 50) -> np.ndarray:
+    """Indices of windows to keep so that no two kept windows share a locus.
+
+    X: shape=(n, 4, L), one-hot. Windows i < j are taken as one locus when the first
+    ``min_overlap`` bases of one occur exactly inside the other (ChIP-seq peaks a few bases
+    apart give overlapping windows; without this their motif pairs would be counted once per
+    window). Exact repeat copies collapse the same way. Keeps the first window of each group;
+    ``min_overlap`` <= 0 or > L keeps all. Returns sorted int64 indices.
+    """
+    X = np.asarray(X)
+    n, _, L = X.shape
+    if n == 0 or min_overlap <= 0 or min_overlap > L:
+        return np.arange(n, dtype=np.int64)
+    codes = np.where(X.sum(axis=1) > 0, X.argmax(axis=1), 4).astype(np.uint8)  # (n, L)
+    prefix = {}
+    for i in range(n):
+        if (codes[i, :min_overlap] < 4).all():  # a prefix with N bases matches nothing
+            prefix.setdefault(codes[i, :min_overlap].tobytes(), []).append(i)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for start in range(L - min_overlap + 1):
+            for j in prefix.get(codes[i, start:start + min_overlap].tobytes(), ()):
+                if j != i:
+                    a, b = root(i), root(j)
+                    parent[max(a, b)] = min(a, b)
+    return np.array([i for i in range(n) if root(i) == i], dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------- pairs
+
+def filter_matches(tomtom: pd.DataFrame, own_id: str, q_threshold: float) -> pd.DataFrame:
+    """Per filter (Tomtom query): best JASPAR match and its q, strand; q and strand of the
+    match to ``own_id``. Index = query; columns best_id, best_name, best_q, best_strand,
+    motif (best name, or "unmatched" when best_q >= q_threshold), own_q, own_strand."""
+    if tomtom.empty:
+        return pd.DataFrame(columns=["best_id", "best_name", "best_q", "best_strand", "motif",
+                                     "own_q", "own_strand"])
+    best = tomtom.sort_values(["q", "p"], kind="stable").drop_duplicates("query")
+    table = pd.DataFrame({"best_id": best["target_id"].to_numpy(),
+                          "best_name": best["target_name"].to_numpy(),
+                          "best_q": best["q"].to_numpy(dtype=float),
+                          "best_strand": best["strand"].to_numpy()},
+                         index=pd.Index(best["query"].to_numpy(), name="query"))
+    table["motif"] = np.where(table["best_q"] < q_threshold, table["best_name"], UNMATCHED)
+    own = tomtom[tomtom["target_id"] == own_id].sort_values(["q", "p"]).drop_duplicates("query")
+    own = own.set_index("query")
+    table["own_q"] = own["q"].reindex(table.index).astype(float)
+    table["own_strand"] = own["strand"].reindex(table.index)
+    return table
+
+
+def choose_pairs(matches: pd.DataFrame, q_threshold: float, max_partners: int,
+                 activity: pd.Series | None = None) -> list[dict]:
+    """Filter pairs to score (module docstring): dicts with role, filter_a, filter_b.
+
+    matches: :func:`filter_matches` output. activity: mean peak activation per filter on
+    positives (index = filter name), for the fallback anchor (no own-motif filter) and the
+    fallback partners (no filter matching another motif). Roles: "homotypic",
+    "own_other_strand", "partner" (another JASPAR motif), "top_active" (fallback).
+    """
+    own = matches[matches["own_q"] < q_threshold].sort_values("own_q", kind="stable")
+    if len(own):
+        anchor = own.index[0]
+    elif activity is not None and len(activity):
+        anchor = activity.sort_values(ascending=False, kind="stable").index[0]
+    else:
+        return []
+    pairs = [{"role": "homotypic", "filter_a": anchor, "filter_b": anchor}]
+    strand = own["own_strand"].get(anchor)
+    other = own[(own["own_strand"] != strand) & (own.index != anchor)]
+    if len(other):
+        pairs.append({"role": "own_other_strand", "filter_a": anchor,
+                      "filter_b": other.index[0]})
+    own_names = set(matches.loc[own.index, "best_name"]) if len(own) else set()
+    own_name = matches.loc[anchor, "best_name"] if anchor in matches.index else ""
+    partners = matches[(matches["motif"] != UNMATCHED) & (matches["own_q"].isna()
+                                                          | (matches["own_q"] >= q_threshold))]
+    partners = partners[~partners["best_name"].isin(own_names | {own_name})]
+    partners = partners.sort_values("best_q", kind="stable").drop_duplicates("best_name")
+    chosen = [{"role": "partner", "filter_a": anchor, "filter_b": name}
+              for name in partners.index[:max_partners]]
+    if not chosen and activity is not None:
+        taken = set(own.index) | {anchor}
+        rest = activity.drop(labels=[f for f in taken if f in activity.index])
+        chosen = [{"role": "top_active", "filter_a": anchor, "filter_b": name}
+                  for name in rest.sort_values(ascending=False, kind="stable").index[
+                      :max_partners]]
+    return pairs + chosen
+
+
+# ----------------------------------------------------------------------------- table, figure
+
+def _core_offsets(A: np.ndarray, X: np.ndarray, kernel: int, threshold: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Left column and width of each filter's trimmed core (the motif inside its kernel),
+    from the PWM of its activating segments in X (as the motif step builds it)."""
+    pfms, _ = activation_pfms(A, X, kernel, threshold)
+    cores = [trim_ppm(ppm) for ppm in pfm_to_ppm(pfms)]
+    return (np.array([left for _, left in cores]),
+            np.array([ppm.shape[1] for ppm, _ in cores]))
+
+
+def spacing_table(target: str, pairs: list[dict], A_pos: np.ndarray, A_neg: np.ndarray,
+                  names: list[str], matches: pd.DataFrame, cores: tuple[np.ndarray, np.ndarray],
+                  params: dict) -> pd.DataFrame:
+    """One row per (pair, Δ) with ``SPACING_COLUMNS``.
+
+    A_pos, A_neg: first-layer maps, shape=(n, F, P), of positive and negative windows;
+    names: filter name per map row ("filter000", ...); cores: (left, width) per filter.
+    ``spacing`` is between the starts of the two filters' windows, ``core_spacing`` between
+    the starts of their trimmed cores; ``overlap``: the cores overlap at this Δ.
+    """
+    params = DEFAULTS | dict(params)
+    index = {name: k for k, name in enumerate(names)}
+    both = np.concatenate([A_pos, A_neg]) if len(A_neg) else A_pos
+    peak = both.max(axis=(0, 2)) if both.size else np.zeros(len(names))
+    left, width = cores
+    frames = []
+    for pair in pairs:
+        a, b = index[pair["filter_a"]], index[pair["filter_b"]]
+        opts = {"cut_i": params["threshold"] * peak[a], "cut_j": params["threshold"] * peak[b],
+                "radius": int(params["nms_radius"]), "weighted": bool(params["weighted"]),
+                "pseudocount": float(params["pseudocount"])}
+        pos = coactivation_profile(A_pos[:, a], A_pos[:, b], int(params["max_spacing"]), **opts)
+        neg = coactivation_profile(A_neg[:, a], A_neg[:, b], int(params["max_spacing"]), **opts)
+        core = pos["spacing"] + left[b] - left[a]
+        frames.append(pd.DataFrame({
+            "target": target, "filter_a": pair["filter_a"],
+            "motif_a": _motif(matches, pair["filter_a"]), "filter_b": pair["filter_b"],
+            "motif_b": _motif(matches, pair["filter_b"]), "spacing": pos["spacing"],
+            "core_spacing": core, "overlap": (core < width[a]) & (-core < width[b]),
+            "score_pos": pos["score"], "score_neg": neg["score"],
+            "n_pos_pairs": pos["n_pairs"].astype(np.int64), "expected_pos": pos["expected"],
+            "n_neg_pairs": neg["n_pairs"].astype(np.int64), "expected_neg": neg["expected"],
+            "p_pos": pos["p"]}))
+    if not frames:
+        return pd.DataFrame(columns=SPACING_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[SPACING_COLUMNS]
+
+
+def _motif(matches: pd.DataFrame, name: str) -> str:
+    return str(matches.loc[name, "motif"]) if name in matches.index else UNMATCHED
+
+
+def best_spacings(table: pd.DataFrame, pairs: list[dict], matches: pd.DataFrame,
+                  sites_pos: dict[str, int], min_pairs: int,
+                  pseudocount: float = 1.0) -> pd.DataFrame:
+    """Per pair (columns ``PAIR_COLUMNS``): ``*_near``, the 0/1 pair counts summed over every
+    non-overlapping Δ (does b sit near a more often than across windows, at any spacing?),
+    with score (O + c) / (E + c) and Poisson p; and ``best_*``, the non-overlapping Δ with the
+    highest positive score among those with at least ``min_pairs`` positive pairs (none:
+    empty), whose p_bonferroni multiplies p by the number of non-overlapping Δ tested.
+    A filter paired with itself is read at Δ > 0 only (its profile is symmetric)."""
+    rows = []
+    for pair in pairs:
+        a, b = pair["filter_a"], pair["filter_b"]
+        rows_ab = table[(table["filter_a"] == a) & (table["filter_b"] == b)]
+        free = rows_ab[~rows_ab["overlap"]]
+        if a == b:  # a filter with itself counts each pair at +Δ and -Δ: keep Δ > 0 only
+            free = free[free["spacing"] > 0]
+        ok = free[free["n_pos_pairs"] >= min_pairs]
+        row = {"target": rows_ab["target"].iloc[0] if len(rows_ab) else "", "role": pair["role"],
+               "filter_a": a, "motif_a": _motif(matches, a),
+               "strand_a": matches["best_strand"].get(a, ""), "filter_b": b,
+               "motif_b": _motif(matches, b), "strand_b": matches["best_strand"].get(b, ""),
+               "n_sites_a_pos": sites_pos.get(a, 0), "n_sites_b_pos": sites_pos.get(b, 0)}
+        if len(free):
+            o_pos, e_pos = free["n_pos_pairs"].sum(), free["expected_pos"].sum()
+            o_neg, e_neg = free["n_neg_pairs"].sum(), free["expected_neg"].sum()
+            row |= {"n_pos_near": int(o_pos), "expected_pos_near": float(e_pos),
+                    "score_pos_near": (o_pos + pseudocount) / (e_pos + pseudocount),
+                    "score_neg_near": (o_neg + pseudocount) / (e_neg + pseudocount),
+                    "p_near": float(stats.poisson.sf(o_pos - 1, max(e_pos, 1e-12)))}
+        if len(ok):
+            top = ok.sort_values(["score_pos", "p_pos"], ascending=[False, True],
+                                 kind="stable").iloc[0]
+            row |= {"best_spacing": int(top["spacing"]),
+                    "best_core_spacing": int(top["core_spacing"]),
+                    "score_pos": float(top["score_pos"]), "score_neg": float(top["score_neg"]),
+                    "n_pos_pairs": int(top["n_pos_pairs"]),
+                    "expected_pos": float(top["expected_pos"]), "p_pos": float(top["p_pos"]),
+                    "p_bonferroni": min(1.0, float(top["p_pos"]) * len(free))}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def plot_spacing(path_png: str | Path, table: pd.DataFrame, best: pd.DataFrame, title: str,
+                 kernel: int, n_pairs: int = 6) -> None:
+    """Score vs Δ, positives (solid) and negatives (dashed), one panel per pair (the first
+    ``n_pairs`` rows of ``best``), with the positive pair counts as grey bars (right axis).
+    Shaded: Δ where the motif cores overlap (the same site, darker) and where the filter
+    windows overlap (|Δ| < kernel, lighter); the y axis is scaled to the scores outside the
+    core overlap, and a taller overlap peak is clipped and labelled. A dot marks the pair's
+    preferred non-overlapping spacing; each title gives the any-spacing enrichment (near)."""
+    import matplotlib
+
+    from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
+
+    shown = best.head(n_pairs)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(10.0, 1.2 + 2.2 * max(1, len(shown)))
+        axes = fig.subplots(max(1, len(shown)), 1, squeeze=False, sharex=True)[:, 0]
+        for ax, row in zip(axes, shown.itertuples(index=False), strict=False):
+            rows = table[(table["filter_a"] == row.filter_a) & (table["filter_b"] == row.filter_b)]
+            x = rows["spacing"].to_numpy()
+            inside = rows["overlap"].to_numpy(dtype=bool)
+            pos, neg = rows["score_pos"].to_numpy(), rows["score_neg"].to_numpy()
+            bars = ax.twinx()
+            bars.bar(x, rows["n_pos_pairs"], width=0.8, color="#BBBBBB", zorder=0)
+            bars.set_ylim(0, max(4.0, 3.0 * rows["n_pos_pairs"].to_numpy()[~inside].max(initial=0)))
+            bars.set_ylabel("pairs in positives", color="#888888", fontsize=8)
+            bars.tick_params(axis="y", labelsize=7, colors="#888888")
+            bars.grid(False)
+            ax.set_zorder(bars.get_zorder() + 1)
+            ax.patch.set_visible(False)
+            ax.axvspan(-kernel + 0.5, kernel - 0.5, color="#F2F2F2", lw=0, zorder=0)
+            if inside.any():
+                ax.axvspan(x[inside].min() - 0.5, x[inside].max() + 0.5, color="#DDDDDD", lw=0,
+                           zorder=0)
+            ax.axhline(1, color=GREY, linestyle=":", linewidth=1.0)
+            ax.plot(x, pos, color=PALETTE[0], linewidth=1.3, label="positives")
+            ax.plot(x, neg, color=PALETTE[1], linewidth=1.1, linestyle="--", label="negatives")
+            top = max(2.0, 1.15 * np.nanmax(np.concatenate([pos[~inside], neg[~inside], [1.0]])))
+            ax.set_ylim(0, top)
+            if inside.any() and np.nanmax(pos[inside]) > top:
+                k = int(np.nanargmax(np.where(inside, pos, -np.inf)))
+                ax.annotate(f"overlap peak {pos[k]:.1f} at Δ={x[k]} (clipped)", (x[k], top),
+                            xytext=(4, -10), textcoords="offset points", fontsize=7.5,
+                            color="#555555")
+            if pd.notna(row.best_spacing):
+                ax.plot(row.best_spacing, row.score_pos, "o", color=PALETTE[0], markersize=5)
+                ax.annotate(f"Δ={int(row.best_spacing)}: {int(row.n_pos_pairs)} pairs vs "
+                            f"{row.expected_pos:.1f} expected, p_Bonf={row.p_bonferroni:.2g}",
+                            (row.best_spacing, row.score_pos), xytext=(6, 2),
+                            textcoords="offset points", fontsize=8)
+            near = (f"; near (all non-overlapping Δ): {int(row.n_pos_near)} pairs vs "
+                    f"{row.expected_pos_near:.1f} expected, p={row.p_near:.2g}"
+                    if pd.notna(row.n_pos_near) else "")
+            ax.set_title(f"{row.role}: {row.filter_a} {row.motif_a} ({row.strand_a}) → "
+                         f"{row.filter_b} {row.motif_b} ({row.strand_b}); sites "
+                         f"{row.n_sites_a_pos} / {row.n_sites_b_pos}{near}", fontsize=8.5,
+                         loc="left")
+            ax.set_ylabel("observed / expected")
+        if not len(shown):
+            axes[0].text(0.5, 0.5, "no filter pair to score", ha="center", va="center",
+                         transform=axes[0].transAxes)
+        axes[-1].set_xlabel("Δ = start of filter b − start of filter a (bp); shaded: filter "
+                            "windows overlap (light), motif cores overlap (dark)")
+        axes[0].legend(loc="upper left", ncols=2)
+        fig.suptitle(title)
+        save_figure(fig, path_png)
+
+
+# ----------------------------------------------------------------------------- step
+
+def _load_model(model_dir: Path):
+    config = read_json(model_dir / "config.json")
+    if config.get("architecture", "BindingCNN") != "BindingCNN":
+        raise InputError(f"architecture {config.get('architecture')!r} is not BindingCNN",
+                         path=model_dir / "config.json",
+                         fix="run the grammar step on a BindingCNN model directory")
+    from .models.cnn import load_model
+
+    return load_model(model_dir)
+
+
+def _read_table(path: Path, **kwargs) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t", **kwargs)
+    except OSError as exc:
+        raise InputError(f"cannot read ({exc.strerror})", path=path,
+                         fix="run the motif step for this target first") from exc
+
+
+def _own_id(motif_dir: Path) -> str:
+    recovery = _read_table(motif_dir / "recovery.tsv", keep_default_na=False)
+    return str(recovery["jaspar_id"].iloc[0]) if len(recovery) else ""
+
+
+def run_grammar(target: str, model_dir: str | Path, shards_manifest: str | Path,
+                motif_dir: str | Path, out_dir: str | Path, figure_png: str | Path,
+                params: dict | None = None) -> dict:
+    """Motif spacing preferences and receptive fields for one target.
+
+    Reads the model (BindingCNN), the ``params["split"]`` windows of the shards (a split name
+    or a list of them) and the motif step's ``tomtom.tsv`` / ``recovery.tsv``. Writes into
+    ``out_dir``: ``spacing.tsv`` (``SPACING_COLUMNS``, one row per pair and Δ),
+    ``pairs.tsv`` (``PAIR_COLUMNS``, each pair's preferred spacing), ``receptive_field.tsv``
+    (:mod:`helixflow.receptive_field`) and ``record.json``; the figure at ``figure_png``
+    (+ .svg). Returns a summary dict.
+    """
+    from .receptive_field import model_receptive_fields
+
+    params = DEFAULTS | dict(params or {})
+    model_dir, motif_dir, out_dir = Path(model_dir), Path(motif_dir), Path(out_dir)
+    t0 = time.perf_counter()
+    model = _load_model(model_dir)
+    splits = [params["split"]] if isinstance(params["split"], str) else list(params["split"])
+    parts = [load_split(shards_manifest, s) for s in splits]
+    X = np.concatenate([np.asarray(p.X) for p in parts])
+    y = np.concatenate([np.asarray(p.y) for p in parts])
+    keep = np.sort(np.concatenate([  # per class: a positive never gives way to a negative
+        np.flatnonzero(y == label)[distinct_windows(X[y == label],
+                                                    int(params["distinct_overlap"]))]
+        for label in (0, 1)]))
+    X, y = X[keep], y[keep]
+    if not (y == 1).any() or not (y == 0).any():
+        raise InputError(f"split(s) {', '.join(splits)} need positive and negative windows "
+                         f"(found {int((y == 1).sum())} and {int((y == 0).sum())})",
+                         path=shards_manifest, fix="choose a split with both classes in "
+                         "the grammar params ('split')")
+    A = first_layer_activations(model, X)
+    A_pos, A_neg = A[y == 1], A[y == 0]
+    names = [f"filter{i:03d}" for i in range(A.shape[1])]
+    kernel = int(model.conv.kernel_size[0])
+
+    own_id = _own_id(motif_dir)
+    tomtom = _read_table(motif_dir / "tomtom.tsv")
+    matches = filter_matches(tomtom, own_id, float(params["q_threshold"]))
+    peak_pos = A_pos.max(axis=2)  # (n_pos, F)
+    activity = pd.Series(peak_pos.mean(axis=0), index=names)
+    activity = activity[activity.index.isin(matches.index)]  # filters with enough sites
+    pairs = choose_pairs(matches, float(params["q_threshold"]), int(params["max_partners"]),
+                         activity)
+    cores = _core_offsets(A_pos, X[y == 1].astype(np.float32), kernel, params["threshold"])
+    table = spacing_table(target, pairs, A_pos, A_neg, names, matches, cores, params)
+    cut = params["threshold"] * A.max(axis=(0, 2))
+    sites_pos = {name: int(active_sites(A_pos[:, k], cut[k], int(params["nms_radius"])).sum())
+                 for k, name in enumerate(names)}
+    best = best_spacings(table, pairs, matches, sites_pos, int(params["min_pairs"]),
+                         float(params["pseudocount"]))
+    fields = model_receptive_fields(model)
+
+    write_tsv(out_dir / "spacing.tsv", table.round(6))
+    write_tsv(out_dir / "pairs.tsv", best.round(6))
+    write_tsv(out_dir / "receptive_field.tsv", fields)
+    split_text = "+".join(splits)
+    plot_spacing(figure_png, table, best,
+                 f"{target}: first-layer co-activation at spacing Δ ({split_text} split, "
+                 f"{len(A_pos)} positive / {len(A_neg)} negative distinct windows)", kernel,
+                 int(params["n_plot"]))
+    seconds = time.perf_counter() - t0
+    grammar_layers = fields[fields["position_specific"]]
+    summary = {"target": target, "jaspar_id": own_id, "split": split_text,
+               "n_pos": int(len(A_pos)), "n_neg": int(len(A_neg)), "n_pairs": len(pairs),
+               "n_windows_merged": int(sum(len(p.y) for p in parts) - len(keep)),
+               "receptive_field_bp": int(fields["receptive_field_bp"].iloc[-1]),
+               "max_learnable_spacing_bp": int(grammar_layers["max_spacing_bp"].max())
+               if len(grammar_layers) else 0,
+               "pairs": best.replace({np.nan: None}).to_dict(orient="records"),
+               "seconds": round(seconds, 3)}
+    write_record(out_dir / "record.json", "grammar", params,
+                 {"shards": shards_manifest, "weights": model_dir / "model.safetensors",
+                  "tomtom": motif_dir / "tomtom.tsv"}, summary)
+    print(f"{target}: {len(pairs)} filter pairs scored in {seconds:.1f} s", file=sys.stderr)
+    return summary
