@@ -315,7 +315,8 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
     write_summary(a.out, metrics=a.metrics, paired=a.paired, motifs=a.motifs, sweep=a.sweep,
                   inputs=a.inputs, config=a.config, records=a.records,
                   methylation=a.methylation, scrna_denoise=a.scrna_denoise,
-                  scrna_batch=a.scrna_batch, modisco=a.modisco)
+                  scrna_batch=a.scrna_batch, modisco=a.modisco,
+                  sections=dict(item.split("=", 1) for item in a.section))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -474,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", nargs="*", default=[])
     for arg in ("--methylation", "--scrna-denoise", "--scrna-batch", "--modisco"):
         p.add_argument(arg, default=None, help="result table of an optional stage")
+    p.add_argument("--section", nargs="*", default=[], metavar="NAME=TABLE",
+                   help="further sections (helixflow.report.SECTIONS) and their tables")
     return parser
 
 

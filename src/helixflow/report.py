@@ -163,10 +163,58 @@ def omics_sections(methylation: str | None, scrna_denoise: str | None,
     return parts
 
 
+def motif_sources_section(path: str | Path) -> str:
+    """Per target: does each motif source (CNN filters, TF-MoDISco) recover the own motif?"""
+    table = pd.read_csv(path, sep="\t", keep_default_na=False)
+    rows = []
+    for target, group in table.groupby("target", sort=False):
+        cells = [f"<td>{html.escape(str(target))}</td>"]
+        for source in ("filter", "modisco"):
+            hits = group[(group["source"] == source) & group["own_motif_recovered"].isin(
+                [True, "True"])]
+            n = int((group["source"] == source).sum())
+            noun = "filters" if source == "filter" else "patterns"
+            if len(hits):
+                best = hits.loc[pd.to_numeric(hits["own_q"]).idxmin()]
+                cells.append(f"<td><span class=ok>yes</span> ({len(hits)} of {n} {noun}; best "
+                             f"{html.escape(str(best['motif']))}, q = "
+                             f"{float(best['own_q']):.2g})</td>")
+            else:
+                cells.append(f"<td><span class=no>no</span> ({n} {noun})</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<h2>Motifs from filters and from attributions, side by side</h2>"
+            "<table><tr><th>target</th><th>CNN filters recover the own motif</th>"
+            "<th>TF-MoDISco recovers it</th></tr>" + "".join(rows) + "</table>"
+            "<p>Logos: the figures <i>{target}_motifs_beside</i> in the report.</p>")
+
+
+def grammar_section(path: str | Path) -> str:
+    """The motif pairs of the grammar step, with their clustering and best spacing."""
+    table = pd.read_csv(path, sep="\t")
+    shown = table[["target", "role", "motif_a", "motif_b", "n_pos_near", "expected_pos_near",
+                   "p_near", "best_spacing", "p_bonferroni"]].rename(columns={
+                       "n_pos_near": "pairs near (positives)", "expected_pos_near": "expected",
+                       "p_near": "p (near)", "best_spacing": "best spacing (bp)",
+                       "p_bonferroni": "p best spacing (Bonferroni)"})
+    significant = table[pd.to_numeric(table["p_bonferroni"], errors="coerce") < 0.05]
+    verdict = ("No pair has a preferred spacing after correcting for the spacings tested."
+               if significant.empty else
+               f"{len(significant)} pair(s) have a preferred spacing after correction.")
+    return ("<h2>Motif grammar (first-layer co-activation by spacing)</h2>"
+            f"<p>{verdict} Pairs near = motif pairs within the window at non-overlapping "
+            "spacings, against the number expected if the partner came from another window. "
+            "The CNNs here (one convolution, global max pooling) cannot weigh spacing at all: "
+            "see the receptive-field tables.</p>" + table_html(shown, digits=3))
+
+
+SECTIONS = {"motif_sources": motif_sources_section, "grammar": grammar_section}
+
+
 def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,
                   sweep: str | Path, inputs: list[str], config: str, records: list[str],
                   methylation: str | None = None, scrna_denoise: str | None = None,
-                  scrna_batch: str | None = None, modisco: str | None = None) -> None:
+                  scrna_batch: str | None = None, modisco: str | None = None,
+                  sections: dict[str, str] | None = None) -> None:
     """Write the self-contained HTML summary page."""
     metrics_df = pd.read_csv(metrics, sep="\t")
     motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
@@ -198,6 +246,8 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
                   "regularised arms, last epoch otherwise).</p>"]
     if modisco:
         parts.append(modisco_sentences(modisco))
+    for name, path in (sections or {}).items():
+        parts.append(SECTIONS[name](path))
     parts += omics_sections(methylation, scrna_denoise, scrna_batch)
     parts += ["<h2>Provenance</h2>",
               f"<p>Written {time.strftime('%Y-%m-%d %H:%M %Z')}.</p>",

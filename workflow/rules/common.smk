@@ -131,6 +131,16 @@ def figure_outputs():
     return [f"results/figures/{s}.{ext}" for s in stems for ext in ("png", "svg")]
 
 
+def report_sections():
+    """{summary-page section: its result table} for the optional stages that run."""
+    sections = {}
+    if ATTRIBUTIONS:
+        sections["motif_sources"] = "results/motifs/sources_summary.tsv"
+    if GRAMMAR:
+        sections["grammar"] = "results/grammar/pairs_summary.tsv"
+    return sections
+
+
 def final_outputs():
     outputs = [
         "results/metrics/summary.tsv",

@@ -15,6 +15,7 @@ rule report_summary:
         if METHYLATION else [],
         scrna=multiext(f"results/scrna/{SCRNA['name']}/", "denoise_metrics.tsv",
                        "batch_metrics.tsv") if SCRNA else [],
+        sections=report_sections().values(),
     output:
         report("results/summary.html", caption="../report/summary.rst",
                category="1. Summary", labels={"page": "headline numbers and provenance"}),
@@ -24,7 +25,8 @@ rule report_summary:
             ([f"--modisco {input.modisco}"] if input.modisco else [])
             + ([f"--methylation {input.methylation}"] if input.methylation else [])
             + ([f"--scrna-denoise {input.scrna[0]} --scrna-batch {input.scrna[1]}"]
-               if input.scrna else [])),
+               if input.scrna else [])
+            + ["--section"] + [f"{k}={v}" for k, v in report_sections().items()]),
         config=as_json(config),
         code=CODE["report"],
     log:
