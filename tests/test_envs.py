@@ -19,7 +19,7 @@ import pytest
 import yaml
 from tiny_project import REPO
 
-RULE = re.compile(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", re.S | re.M)
+RULE = re.compile(r"^[ \t]*rule (\w+):\n(.*?)(?=^[ \t]*rule |^\S|\Z)", re.S | re.M)
 
 
 def rules_with_envs(repo: Path) -> dict[str, tuple[Path, str | None]]:
@@ -37,7 +37,13 @@ def rules_with_envs(repo: Path) -> dict[str, tuple[Path, str | None]]:
 def _imports(tree: ast.AST, package: str) -> tuple[set[str], set[str]]:
     """(helixflow modules, top-level third-party names) imported anywhere in ``tree``."""
     internal, external = set(), set()
+    optional = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Try)
+                and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
+                        for h in node.handlers)
+                for stmt in node.body for inner in ast.walk(stmt)}
     for node in ast.walk(tree):
+        if id(node) in optional:      # try: import x / except ImportError: an optional extra
+            continue
         if isinstance(node, ast.ImportFrom) and node.level:
             parts = package.split(".")    # ``package`` is the importing module's name
             base = parts[: len(parts) - node.level]

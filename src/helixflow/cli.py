@@ -286,6 +286,44 @@ def cmd_attributions(a: argparse.Namespace) -> None:
     run_attributions(a.model_dir, a.shards, a.out_dir, a.figure_dir, a.target, a.params)
 
 
+def _pairs(items: list[str]) -> dict[str, str]:
+    """``["A=path", ...]`` → ``{"A": "path"}``, in order."""
+    return dict(item.split("=", 1) for item in items)
+
+
+def cmd_multitask(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .genome import read_aliases, read_fai
+    from .multitask import run_multitask
+    metrics = a.metrics
+    if len(metrics) > 1:  # per-target tables: one in-memory concatenation
+        import tempfile
+        tmp = Path(tempfile.mkdtemp()) / "metrics.tsv"
+        pd.concat([pd.read_csv(m, sep="\t") for m in metrics]).to_csv(tmp, sep="\t",
+                                                                        index=False)
+        metrics = [str(tmp)]
+    summary = run_multitask(a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
+                            _pairs(a.peaks), _pairs(a.shards), metrics[0], a.out_dir,
+                            a.figure_dir, a.params, single_task_predictions=_pairs(a.predictions))
+    print(f"multi-task: {len(a.peaks)} targets in {summary.get('seconds', 0):.0f} s",
+          file=sys.stderr)
+
+
+def cmd_imbalance(a: argparse.Namespace) -> None:
+    from .genome import read_aliases, read_fai
+    from .imbalance import run_imbalance
+    run_imbalance(a.target, a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
+                  a.peaks, a.out_dir, a.figure, a.params)
+
+
+def cmd_mil(a: argparse.Namespace) -> None:
+    from .genome import read_aliases, read_fai
+    from .mil import run_mil
+    run_mil(a.target, a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
+            a.peaks, a.jaspar_id, a.out_dir, a.figure, a.params)
+
+
 def cmd_grammar(a: argparse.Namespace) -> None:
     from .grammar import run_grammar
     summary = run_grammar(a.target, a.model_dir, a.shards, a.motif_dir, a.out_dir, a.figure,
@@ -443,6 +481,31 @@ def build_parser() -> argparse.ArgumentParser:
     for arg in ("--target", "--model-dir", "--shards", "--out-dir", "--figure-dir"):
         p.add_argument(arg, required=True)
     p.add_argument("--params", type=_json, default={})
+
+    p = add("multitask", cmd_multitask, "one CNN over many targets, masked loss")
+    p.add_argument("--peaks", nargs="+", required=True, metavar="TARGET=PATH")
+    p.add_argument("--shards", nargs="+", required=True, metavar="TARGET=MANIFEST",
+                   help="single-task shards whose test windows the heads are scored on")
+    p.add_argument("--predictions", nargs="*", default=[], metavar="TARGET=PATH",
+                   help="the single-task CNN's test predictions (paired difference)")
+    p.add_argument("--metrics", nargs="+", required=True, help="single-task metrics table(s)")
+    for arg in ("--fasta", "--sizes", "--out-dir", "--figure-dir"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--aliases", default=None)
+    p.add_argument("--blacklist", default=None)
+    p.add_argument("--params", type=_json, default={}, help="JSON: see multitask.DEFAULTS")
+
+    for name, func, help in (
+            ("imbalance", cmd_imbalance, "BCE, weighted BCE and focal loss from 1:1 to 1:50"),
+            ("mil", cmd_mil, "peaks as bags of sub-windows, attention pooling")):
+        p = add(name, func, help)
+        for arg in ("--target", "--peaks", "--fasta", "--sizes", "--out-dir", "--figure"):
+            p.add_argument(arg, required=True)
+        p.add_argument("--aliases", default=None)
+        p.add_argument("--blacklist", default=None)
+        p.add_argument("--params", type=_json, default={})
+        if name == "mil":
+            p.add_argument("--jaspar-id", required=True)
 
     p = add("grammar", cmd_grammar, "motif co-activation by spacing; receptive fields")
     for arg in ("--target", "--model-dir", "--shards", "--motif-dir", "--out-dir", "--figure"):

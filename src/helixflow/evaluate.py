@@ -230,3 +230,17 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     table["label"] = table["label"].astype(np.int64)
     table["score"] = table["score"].astype(np.float64)
     return table
+
+
+def precision_at_recall(y: np.ndarray, score: np.ndarray, recall: float = 0.5) -> float:
+    """Best precision among the score thresholds whose recall is at least ``recall``.
+
+    y: np.ndarray, shape=(n,) 0/1 labels; score: np.ndarray, shape=(n,) higher = more positive.
+    Thresholds are the distinct scores (ties called together, as in scikit-learn's
+    precision–recall curve); the chance level is the positive rate.
+    """
+    if not 0.0 < recall <= 1.0:
+        raise ValueError(f"recall must be in (0, 1], got {recall}")
+    y, score = _check_binary(y, score)
+    precision, achieved, _ = precision_recall_curve(y, score)
+    return float(precision[achieved >= recall - 1e-12].max())

@@ -207,7 +207,71 @@ def grammar_section(path: str | Path) -> str:
             "see the receptive-field tables.</p>" + table_html(shown, digits=3))
 
 
-SECTIONS = {"motif_sources": motif_sources_section, "grammar": grammar_section}
+def _ci(value: float, lo: float, hi: float) -> str:
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def multitask_section(path: str | Path) -> str:
+    """Multi-task heads against the single-task CNNs on the same test windows."""
+    table = pd.read_csv(path, sep="\t")
+    rows = []
+    for r in table.itertuples():
+        multi = _ci(r.auroc_multitask, r.auroc_multitask_lo, r.auroc_multitask_hi)
+        single = _ci(r.auroc_single_task, r.auroc_single_task_lo, r.auroc_single_task_hi)
+        delta = f"{r.delta_auroc:+.3f} [{r.delta_auroc_lo:+.3f}, {r.delta_auroc_hi:+.3f}]"
+        rows.append(f"<tr><td>{html.escape(str(r.target))}</td><td class=num>{r.n_pos}</td>"
+                    f"<td class=num>{multi}</td><td class=num>{single}</td>"
+                    f"<td class=num>{delta}</td></tr>")
+    better = int((table["delta_auroc_lo"] > 0).sum())
+    worse = int((table["delta_auroc_hi"] < 0).sum())
+    return ("<h2>Multi-task model against single-task CNNs (same test windows)</h2>"
+            f"<p>One shared trunk, a head per ChIP target, a loss masked where a label is "
+            f"unknown. The interval of the paired difference excludes zero in favour of the "
+            f"multi-task model for {better} target(s) and against it for {worse}.</p>"
+            "<table><tr><th>target</th><th>test positives</th><th>AUROC multi-task</th>"
+            "<th>AUROC single-task</th><th>Δ (multi − single), paired</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def imbalance_section(path: str | Path) -> str:
+    """Mean test metrics per ratio and loss (over training seeds)."""
+    table = pd.read_csv(path, sep="\t")
+    mean = table.groupby(["ratio", "loss"], sort=False)[
+        ["auroc", "auprc", "auprc_chance", "precision_at_recall_50"]].mean().reset_index()
+    wide = mean.pivot(index="ratio", columns="loss", values=["auroc", "auprc",
+                                                            "precision_at_recall_50"])
+    names = {"auroc": "AUROC", "auprc": "AUPRC", "precision_at_recall_50": "P@R0.5"}
+    wide.columns = [f"{names[metric]} {loss}" for metric, loss in wide.columns]
+    wide.insert(0, "AUPRC chance", mean.groupby("ratio")["auprc_chance"].first())
+    wide = wide.reset_index().rename(columns={"ratio": "negatives per positive"})
+    target = html.escape(str(table["target"].iloc[0]))
+    return (f"<h2>Class imbalance ({target}): BCE, class-weighted BCE and focal loss</h2>"
+            "<p>Test chromosomes at the training ratio; means over training seeds. AUROC as a "
+            "metric does not depend on the positive rate (a fall in AUROC is the model failing "
+            "to learn); AUPRC and precision at recall 0.5 do: compare AUPRC with its chance "
+            "level.</p>" + table_html(wide))
+
+
+def mil_section(path: str | Path) -> str:
+    """Localisation of the top-attention instance against its baselines."""
+    table = pd.read_csv(path, sep="\t")
+    shown = pd.DataFrame({
+        "target": table["target"], "test bags": table["n_bags_test"],
+        "bag AUROC": table["bag_auroc"],
+        "top-attention instance holds the JASPAR hit": [
+            _ci(r.localisation_rate, r.lo, r.hi) for r in table.itertuples()],
+        "random instance": table["random_baseline"], "centre instance": table["centre_rate"],
+        "summit instance": table["summit_rate"]})
+    return ("<h2>Multiple-instance learning: where in the peak?</h2>"
+            "<p>Peaks as 1-kb bags of 100-bp instances (shifted at random around the summit), "
+            "attention pooling; the rate at which the highest-attention instance contains the "
+            "target's best JASPAR hit (Wilson 95% interval) against choosing an instance at "
+            "random. The summit instance uses the peak caller's summit, which the model never "
+            "sees.</p>" + table_html(shown))
+
+
+SECTIONS = {"motif_sources": motif_sources_section, "grammar": grammar_section,
+            "multitask": multitask_section, "imbalance": imbalance_section, "mil": mil_section}
 
 
 def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,

@@ -19,6 +19,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .errors import InputError
+from .losses import LOSSES, make_loss
 from .models.cnn import BindingCNN, CNNConfig, n_parameters
 from .seeding import seed_everything
 
@@ -37,6 +38,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     model: CNNConfig = field(default_factory=CNNConfig)
+    loss: str = "bce"               # "bce", "weighted_bce" or "focal" (helixflow.losses)
+    pos_weight: float | None = None  # weighted_bce: None = n_neg / n_pos of the training set
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = 0.25  # focal: weight of positives (negatives 1 - alpha)
 
 
 def rc(X: torch.Tensor) -> torch.Tensor:
@@ -86,7 +91,10 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     generator = seed_everything(cfg.seed, cfg.threads)
     model = BindingCNN(cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
+    if cfg.loss not in LOSSES:
+        raise InputError(f"unknown loss {cfg.loss!r}", fix="use one of " + ", ".join(LOSSES))
+    loss_fn = make_loss(cfg.loss, torch.from_numpy(np.asarray(y_train, dtype=np.float32)),
+                        cfg.pos_weight, cfg.focal_gamma, cfg.focal_alpha)
     X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
     rows, best, best_auroc, since_best = [], None, -np.inf, 0

@@ -14,10 +14,14 @@ TARGETS = list(SAMPLES.index)
 GENOME = config["genome"]["name"]
 DATA = f"results/data/{GENOME}"
 SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
+IMBALANCE_TARGET = (config.get("imbalance") or {}).get("target") or TARGETS[0]
 SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
 METHYLATION = config.get("methylation")
 ATTRIBUTIONS = config.get("attributions")
 GRAMMAR = config.get("grammar")
+MULTITASK = config.get("multitask")
+IMBALANCE = config.get("imbalance")
+MIL = config.get("mil")
 SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 # The library code each stage runs: a param, so editing it re-runs that stage only.
@@ -36,6 +40,11 @@ CODE = {
     "plots": code_digest("plots", "motifs"),
     "report": code_digest("report"),
     "attributions": code_digest("attribution", "attribution_report", "motifs"),
+    "multitask": code_digest("multitask", "models/multitask", "intervals", "motifs",
+                             "evaluate", "plots"),
+    "imbalance": code_digest("imbalance", "losses", "train", "models/cnn", "intervals",
+                             "evaluate", "plots"),
+    "mil": code_digest("mil", "models/mil", "intervals", "motifs", "evaluate", "plots"),
     "grammar": code_digest("grammar", "receptive_field", "motifs", "plots"),
     "motif_compare": code_digest("motif_compare", "motifs", "plots"),
     "methylation": code_digest("methylation", "methyl_mae", "plots"),
@@ -59,7 +68,8 @@ def staged_inputs():
             inputs[row.peaks] = (row.peaks_url, row.peaks_sha256)
         for bam in filter(None, f"{row.treatment_bam},{row.control_bam}".split(",")):
             inputs[bam] = inputs[f"{bam}.bai"] = ("", "")
-    extra = (config.get("methylation") or {}).get("inputs", []) + (
+    extra = (config.get("multitask") or {}).get("extra_targets", []) + (
+        config.get("methylation") or {}).get("inputs", []) + (
         config.get("scrna") or {}).get("files", [])
     for spec in extra:
         inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
@@ -92,11 +102,22 @@ def mirror_copy(wildcards):
     return str(path) if path is not None and path.is_file() else []
 
 
-def peaks_of(wildcards):
+def target_peaks(target):
     """The target's peaks: staged from the sheet, or called by MACS3 from its alignments."""
-    if SAMPLES.loc[wildcards.target, "treatment_bam"]:
-        return f"{DATA}/peaks/{wildcards.target}.narrowPeak"
-    return f"resources/{SAMPLES.loc[wildcards.target, 'peaks']}"
+    if SAMPLES.loc[target, "treatment_bam"]:
+        return f"{DATA}/peaks/{target}.narrowPeak"
+    return f"resources/{SAMPLES.loc[target, 'peaks']}"
+
+
+def peaks_of(wildcards):
+    return target_peaks(wildcards.target)
+
+
+def multitask_peaks():
+    """{target: peaks file} of the multi-task heads: the sheet's targets, then the extra ones."""
+    peaks = {t: target_peaks(t) for t in TARGETS}
+    peaks |= {e["target"]: f"resources/{e['path']}" for e in MULTITASK["extra_targets"]}
+    return peaks
 
 
 def peak_format_of(wildcards):
@@ -131,6 +152,14 @@ def figure_outputs():
     return [f"results/figures/{s}.{ext}" for s in stems for ext in ("png", "svg")]
 
 
+def metric_tables():
+    """Per-target metrics tables, plus those of optional models scored on the same windows."""
+    tables = expand("results/metrics/{target}.tsv", target=TARGETS)
+    if MULTITASK:
+        tables.append("results/multitask/metrics.tsv")
+    return tables
+
+
 def report_sections():
     """{summary-page section: its result table} for the optional stages that run."""
     sections = {}
@@ -138,6 +167,12 @@ def report_sections():
         sections["motif_sources"] = "results/motifs/sources_summary.tsv"
     if GRAMMAR:
         sections["grammar"] = "results/grammar/pairs_summary.tsv"
+    if MULTITASK:
+        sections["multitask"] = "results/multitask/auroc.tsv"
+    if IMBALANCE:
+        sections["imbalance"] = f"results/imbalance/{IMBALANCE_TARGET}/imbalance.tsv"
+    if MIL:
+        sections["mil"] = "results/mil/summary.tsv"
     return sections
 
 
@@ -155,6 +190,12 @@ def final_outputs():
         outputs += ["results/attributions/summary.tsv", "results/motifs/sources_summary.tsv"]
     if GRAMMAR:
         outputs.append("results/grammar/pairs_summary.tsv")
+    if MULTITASK:
+        outputs.append("results/multitask/auroc.tsv")
+    if IMBALANCE:
+        outputs.append(f"results/imbalance/{IMBALANCE_TARGET}/imbalance.tsv")
+    if MIL:
+        outputs.append("results/mil/summary.tsv")
     if METHYLATION:
         outputs.append(f"results/methylation/{METHYLATION['name']}/metrics.tsv")
     if SCRNA:

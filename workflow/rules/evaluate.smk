@@ -106,7 +106,7 @@ rule paired_summary:
 
 rule metrics_summary:
     input:
-        expand("results/metrics/{target}.tsv", target=TARGETS),
+        metric_tables(),
     output:
         report("results/metrics/summary.tsv", caption="../report/metrics_summary.rst",
                category="1. Summary"),
