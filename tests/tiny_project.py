@@ -90,6 +90,12 @@ def make_project(root: Path, **config_overrides) -> Path:
             {"name": "big_noreg", "filters": 16, "dense": 16, "pool": 5, "regularized": False},
         ]},
         "threads": 1,
+        "imbalance": {"target": "Reb1", "params": {
+            "ratios": [1, 3], "losses": ["bce", "weighted_bce"], "train_seeds": [1],
+            "n_boot": 50, "training": {"epochs": 4, "patience": 2}}},
+        "mil": {"params": {"training": {"epochs": 4, "patience": 2}}},
+        "multitask": {"extra_targets": [], "params": {
+            "n_boot": 50, "training": {"epochs": 4, "patience": 2}}},
     }
     config.update(config_overrides)
     path = root / "config.yaml"
