@@ -14,6 +14,7 @@ import numpy as np
 import pysam
 import pytest
 
+import helixflow.genome as genome_module
 from helixflow.errors import InputError
 from helixflow.genome import Genome, index_genome, read_aliases, read_fai
 from helixflow.stage import stage_input
@@ -167,6 +168,65 @@ def test_ragged_fasta_raises(tmp_path):
         index_genome(bad, tmp_path / "out" / "g.fa", tmp_path / "out" / "g.sizes")
     assert "equal length" in str(err.value)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def _leftover_names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_damaged_gzip_names_file_and_fix_and_leaves_nothing(toy_genome, tmp_path, damage):
+    data = toy_genome.gz.read_bytes()
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data = data[:200] + bytes(b ^ 0xFF for b in data[200:400]) + data[400:]
+    bad = tmp_path / "genome.fa.gz"
+    bad.write_bytes(data)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="genome.fa.gz.*truncated or corrupt gzip") as err:
+        index_genome(bad, out / "g.fa", out / "g.sizes")
+    assert "download the file again" in str(err.value)
+    assert _leftover_names(out) == []
+
+
+@pytest.mark.parametrize("block", [1 << 22, 5, 1])      # header split across read blocks
+def test_duplicated_name_reports_both_lines(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(genome_module, "BLOCK", block)
+    bad = tmp_path / "dup.fa"
+    bad.write_text(">chrI first\nACGT\nAC\n>chrII\nGGGG\n\n>chrI again\nTTTT\n")
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        index_genome(bad, out / "g.fa", out / "g.sizes")
+    assert err.value.line == 7
+    assert "dup.fa line 7: chromosome name 'chrI' appears twice (first at line 1)" in \
+        str(err.value)
+    assert "rename" in err.value.fix
+    assert _leftover_names(out) == []
+
+
+@pytest.mark.parametrize("text, line, name", [
+    (">a\nACGT\n>b\n>c\nAC\n", 3, "b"),               # empty record between two
+    (">a\nACGT\n>b\n\n\n>c\nAC\n", 3, "b"),           # only blank lines
+    (">a\nACGT\n>last\n", 3, "last"),                   # at the end, newline
+    (">a\nACGT\n>last", 3, "last"),                      # at the end, no newline
+])
+def test_empty_sequence_names_record_and_line(tmp_path, text, line, name):
+    bad = tmp_path / "empty.fa.gz"
+    bad.write_bytes(gzip.compress(text.encode()))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=f"empty.fa.gz line {line}: record '{name}' has an "
+                                         "empty sequence") as err:
+        index_genome(bad, out / "g.fa", out / "g.sizes")
+    assert "remove the record" in err.value.fix
+    assert _leftover_names(out) == []
+
+
+def test_checks_accept_the_toy_genome_with_tiny_blocks(toy_genome, tmp_path, monkeypatch):
+    monkeypatch.setattr(genome_module, "BLOCK", 7)
+    sizes = index_genome(toy_genome.gz, tmp_path / "g.fa", tmp_path / "g.sizes")
+    assert sizes == {c: len(s) for c, s in toy_genome.seqs.items()}
+    assert (tmp_path / "g.fa").read_bytes() == toy_genome.plain.read_bytes()
 
 
 # ---------------------------------------------------------------- Genome

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slurm
 SCRIPTS = REPO / "tests" / "slurm"
 RUN_LIMIT = 900  # seconds; a hung Snakemake ignores SIGTERM, hence `timeout -k`
 # No GPUs on the test cluster: train on CPU (this replaces the profile's set-resources).
-NO_GPU = ["--set-resources", "train_cnn:gpu=0", "sweep_arm:gpu=0"]
+NO_GPU = ["--set-resources", "train_cnn:gpu=0", "sweep_arm:gpu=0", "pretrain:gpu=0",
+          "transfer:gpu=0"]
 # The plugin polls sacct `init-seconds-before-status-checks` (default 40 s) after each
 # finished job, plus 10 s per poll without one; the tiny jobs take seconds.
 FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2"]

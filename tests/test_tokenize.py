@@ -6,8 +6,20 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from helixflow.tokenize import SPECIALS, UNK, Tokenizer, choose_k, k_budget_table
+from helixflow.encode import base_indices
+from helixflow.tokenize import (
+    CLS,
+    MASK,
+    PAD,
+    SPECIALS,
+    UNK,
+    Tokenizer,
+    choose_k,
+    k_budget_table,
+)
 
 
 def test_single_nucleotide_ids():
@@ -76,3 +88,74 @@ def test_choose_k_trades_tokens_for_vocabulary():
     assert f"k={k_long}" in reason and "tokens²" in reason
     with pytest.raises(ValueError, match="fits"):
         choose_k(6000, memory_budget_gb=1e-6)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+TOKENIZERS = st.sampled_from([(1, 1), (2, 1), (3, 1), (3, 3), (4, 2), (6, 1), (6, 3), (8, 1)])
+DNA = st.text(alphabet="ACGT", max_size=80)
+DNA_N = st.text(alphabet="ACGTNacgtnRYK", max_size=80)
+COMPLEMENT = str.maketrans("ACGTNacgtnRYK", "TGCANtgcanNNN")
+
+
+def _whole_tokens(seq: str, tok: Tokenizer) -> str:
+    n = tok.n_tokens(len(seq))
+    return seq[: (n - 1) * tok.stride + tok.k] if n else ""
+
+
+@settings(max_examples=150, deadline=None)
+@given(TOKENIZERS, DNA)
+def test_round_trip_property(ks, seq):
+    tok = Tokenizer(*ks)
+    covered = _whole_tokens(seq, tok)
+    ids = tok.encode(seq)
+    assert len(ids) == tok.n_tokens(len(seq))
+    assert tok.decode(ids) == covered
+    assert np.array_equal(tok.encode(covered), ids)
+
+
+@settings(max_examples=150, deadline=None)
+@given(TOKENIZERS, DNA_N)
+def test_ids_stay_in_the_vocabulary(ks, seq):
+    tok = Tokenizer(*ks)
+    ids = tok.encode(seq)
+    assert ids.dtype == tok.dtype
+    assert np.all((ids == UNK) | ((ids >= len(SPECIALS)) & (ids < tok.vocab_size)))
+    for i, token_id in zip(range(len(ids)), ids, strict=True):   # UNK exactly where N sits
+        kmer = seq[i * tok.stride: i * tok.stride + tok.k].upper()
+        assert (token_id == UNK) == any(b not in "ACGT" for b in kmer)
+        if token_id != UNK:
+            assert tok.token(int(token_id)) == kmer
+
+
+@settings(max_examples=150, deadline=None)
+@given(TOKENIZERS, DNA_N)
+def test_reverse_complement_of_tokens(ks, seq):
+    """RC of the tokens = tokens of the RC of the covered sequence; RC twice = identity."""
+    tok = Tokenizer(*ks)
+    covered = _whole_tokens(seq, tok)
+    ids = tok.encode(seq)
+    rc_ids = tok.reverse_complement(ids)
+    assert rc_ids.dtype == ids.dtype
+    assert np.array_equal(rc_ids, tok.encode(covered.translate(COMPLEMENT)[::-1]))
+    assert np.array_equal(tok.reverse_complement(rc_ids), ids)
+
+
+def test_reverse_complement_keeps_specials_and_works_on_batches():
+    tok = Tokenizer(2)
+    ids = np.array([[CLS, 5, 6, MASK, PAD], [5, 5, 5, 5, 5]], dtype=tok.dtype)   # AA AC
+    rc = tok.reverse_complement(ids)
+    assert [tok.token(int(i)) for i in rc[0]] == ["[PAD]", "[MASK]", "GT", "TT", "[CLS]"]
+    assert [tok.token(int(i)) for i in rc[1]] == ["TT"] * 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(TOKENIZERS, st.text(alphabet="ACGTN", min_size=30, max_size=120), st.data())
+def test_encode_windows_matches_encode(ks, chunk, data):
+    tok = Tokenizer(*ks)
+    window = data.draw(st.integers(tok.k, 30))
+    starts = data.draw(st.lists(st.integers(0, len(chunk) - window), max_size=8))
+    got = tok.encode_windows(base_indices(chunk), np.array(starts, dtype=np.int64), window)
+    assert got.shape == (len(starts), tok.n_tokens(window)) and got.dtype == tok.dtype
+    for row, start in zip(got, starts, strict=True):
+        assert np.array_equal(row, tok.encode(chunk[start:start + window]))

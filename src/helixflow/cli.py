@@ -324,6 +324,55 @@ def cmd_mil(a: argparse.Namespace) -> None:
             a.peaks, a.jaspar_id, a.out_dir, a.figure, a.params)
 
 
+def cmd_corpus(a: argparse.Namespace) -> None:
+    from .corpus import build_corpus
+    from .genome import read_fai
+    from .intervals import resolve_splits
+    from .records import write_record
+    from .tokenize import Tokenizer
+    p, s = a.params, a.splits
+    split_of = resolve_splits(read_fai(f"{a.fasta}.fai"), s["valid"], s["test"], s.get("train"))
+    chroms = [c for c, split in split_of.items() if split == a.split]
+    stride = p["stride_bp"] if a.split == "train" else p["heldout_stride_bp"]
+    manifest = build_corpus(a.fasta, chroms, a.out_dir, Tokenizer(p["k"], p["token_stride"]),
+                            window_bp=p["window_bp"], stride_bp=stride,
+                            max_n_fraction=p["max_n_fraction"], shard_windows=p["shard_windows"],
+                            split=a.split, workers=a.threads,
+                            excluded=[c for c in split_of if c not in chroms])
+    write_record(Path(a.out_dir) / "record.json", "corpus", {**p, "split": a.split},
+                 {"fasta": a.fasta}, manifest["counts"])
+
+
+def cmd_pretrain(a: argparse.Namespace) -> None:
+    from .pretrain import run_pretrain
+    run_pretrain(a.corpus, a.valid, a.out_dir, {**a.params, "threads": a.threads})
+
+
+def cmd_pretrain_diagnostics(a: argparse.Namespace) -> None:
+    from .markov import run_pretrain_diagnostics
+    run_pretrain_diagnostics(a.encoder_dir, a.corpus, a.heldout, a.out,
+                             {**a.params, "valid_manifest": a.valid})
+
+
+def cmd_transfer(a: argparse.Namespace) -> None:
+    from .files import read_json
+    from .records import write_record
+    from .transfer import run_transfer
+    summary = run_transfer(a.target, a.shards, a.encoder_dir, a.out_dir, a.params)
+    write_record(Path(a.out_dir) / "record.json", "transfer", summary["params"],
+                 {"shards": a.shards, "encoder": f"{a.encoder_dir}/model.safetensors"},
+                 {k: v for k, v in read_json(Path(a.out_dir) / "summary.json").items()
+                  if k != "params"})
+
+
+def cmd_transfer_summary(a: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .transfer import summarise_transfer
+    metrics = pd.concat([pd.read_csv(m, sep="\t") for m in a.metrics], ignore_index=True)
+    summarise_transfer(a.runs, metrics, a.out, a.figure)
+
+
 def cmd_grammar(a: argparse.Namespace) -> None:
     from .grammar import run_grammar
     summary = run_grammar(a.target, a.model_dir, a.shards, a.motif_dir, a.out_dir, a.figure,
@@ -506,6 +555,39 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", type=_json, default={})
         if name == "mil":
             p.add_argument("--jaspar-id", required=True)
+
+    p = add("corpus", cmd_corpus, "tile one split's chromosomes into token shards")
+    for arg in ("--fasta", "--out-dir"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--params", type=_json, required=True, help="JSON: tokenizer and tiling")
+    p.add_argument("--splits", type=_json, required=True, help="JSON: the config's splits")
+
+    p = add("pretrain", cmd_pretrain, "self-supervised pretraining (MLM, contrastive)")
+    for arg in ("--corpus", "--out-dir"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--valid", default=None, help="validation corpus manifest")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--params", type=_json, default={}, help="JSON: see pretrain.DEFAULT_PARAMS")
+
+    p = add("pretrain-diagnostics", cmd_pretrain_diagnostics,
+            "held-out masked-token accuracy/perplexity vs k-mer baselines")
+    for arg in ("--encoder-dir", "--corpus", "--heldout", "--out"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--valid", default=None, help="choose the baselines' order/alpha here")
+    p.add_argument("--params", type=_json, default={})
+
+    p = add("transfer", cmd_transfer, "probe, fine-tune, adapters; label efficiency")
+    for arg in ("--target", "--shards", "--encoder-dir", "--out-dir"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--params", type=_json, default={}, help="JSON: see transfer.DEFAULTS")
+
+    p = add("transfer-summary", cmd_transfer_summary, "transfer comparison, all targets")
+    p.add_argument("--runs", nargs="+", required=True)
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics tables (cnn rows)")
+    for arg in ("--out", "--figure"):
+        p.add_argument(arg, required=True)
 
     p = add("grammar", cmd_grammar, "motif co-activation by spacing; receptive fields")
     for arg in ("--target", "--model-dir", "--shards", "--motif-dir", "--out-dir", "--figure"):

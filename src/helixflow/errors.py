@@ -18,3 +18,10 @@ class InputError(Exception):
         if path is not None:
             where = f"{path}" + (f" line {line}" if line is not None else "") + ": "
         super().__init__(f"helixflow: {where}{what}" + (f"; {fix}" if fix else ""))
+
+    def __reduce__(self):   # keep the fields (and one prefix) across processes
+        return _rebuild, (self.what, self.path, self.line, self.fix)
+
+
+def _rebuild(what: str, path: str | Path | None, line: int | None, fix: str | None) -> InputError:
+    return InputError(what, path=path, line=line, fix=fix)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import shutil
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import pyfaidx
 import pysam
@@ -19,17 +20,23 @@ def index_genome(fasta_in: str | Path, fasta_out: str | Path, sizes_out: str | P
     UCSC serves plain gzip, which neither pyfaidx nor bedtools can index, so the
     genome is decompressed once; ``fasta_out.fai`` and a chromosome-sizes file
     (``chrom<TAB>length``) are written beside it. Returns ``{chrom: length}``.
+
+    Raises :class:`InputError` (and leaves no output behind) for a truncated or corrupt
+    gzip, a record name used twice, a record with no sequence, or ragged lines.
     """
     fasta_in, fasta_out = Path(fasta_in), Path(fasta_out)
-    opener = gzip.open if _is_gzip(fasta_in) else open
+    gzipped = _is_gzip(fasta_in)
+    opener = gzip.open if gzipped else open
     with atomic_path(fasta_out) as tmp:
         with opener(fasta_in, "rb") as src, open(tmp, "wb") as dst:
-            first = src.read(1)
-            if first != b">":
-                raise InputError("not a FASTA file (does not start with '>')", path=fasta_in,
-                                 line=1, fix="give a FASTA (.fa, .fa.gz) genome")
-            dst.write(first)
-            shutil.copyfileobj(src, dst, length=1 << 22)
+            try:
+                _copy_checked(src, dst, fasta_in)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+                if not gzipped:
+                    raise
+                raise InputError(f"truncated or corrupt gzip ({err})", path=fasta_in,
+                                 fix="download the file again and check its sha256 "
+                                     "(`gzip -t` must pass)") from err
         try:
             pysam.faidx(str(tmp))
         except pysam.SamtoolsError as err:
@@ -40,6 +47,90 @@ def index_genome(fasta_in: str | Path, fasta_out: str | Path, sizes_out: str | P
     with atomic_path(sizes_out) as tmp:
         tmp.write_text("".join(f"{c}\t{n}\n" for c, n in sizes.items()))
     return sizes
+
+
+BLOCK = 1 << 22  # bytes copied per read when indexing
+
+
+def _copy_checked(src: BinaryIO, dst: BinaryIO, path: Path) -> None:
+    """Copy a FASTA block by block, checking record names and non-empty sequences."""
+    first = src.read(1)
+    if first != b">":
+        raise InputError("not a FASTA file (does not start with '>')", path=path,
+                         line=1, fix="give a FASTA (.fa, .fa.gz) genome")
+    dst.write(first)
+    checker = _RecordChecker(path)
+    checker.feed(first)
+    while block := src.read(BLOCK):
+        checker.feed(block)
+        dst.write(block)
+    checker.finish()
+
+
+class _RecordChecker:
+    """Streams FASTA bytes and tracks line numbers, record names and whether each has bases.
+
+    Only header lines are looked at in Python; sequence lines are counted with bytes.count.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.line = 1                 # line number of the next byte
+        self.line_start = True        # the next byte starts a line
+        self.header: bytes | None = None   # header text read so far, while inside a header
+        self.header_line = 0
+        self.names: dict[str, int] = {}    # record name -> header line
+        self.current: str | None = None
+        self.has_bases = False
+
+    def feed(self, block: bytes) -> None:
+        pos, n = 0, len(block)
+        while pos < n:
+            if self.header is not None:              # inside a header line
+                end = block.find(b"\n", pos)
+                if end < 0:
+                    self.header += block[pos:]
+                    return
+                self.header += block[pos:end]
+                self._start_record()
+                self.line, self.line_start, pos = self.line + 1, True, end + 1
+                continue
+            if self.line_start and block[pos] == ord(">"):
+                self._end_record()
+                self.header, self.header_line, pos = b"", self.line, pos + 1
+                continue
+            nxt = block.find(b"\n>", pos)
+            stop = n if nxt < 0 else nxt + 1
+            if not self.has_bases and block[pos:stop].strip():
+                self.has_bases = True
+            self.line += block.count(b"\n", pos, stop)
+            self.line_start = block[stop - 1] == ord("\n")
+            pos = stop
+
+    def finish(self) -> None:
+        if self.header is not None:
+            self._start_record()
+        self._end_record()
+
+    def _start_record(self) -> None:
+        text = self.header.decode("ascii", errors="replace").strip()
+        self.header = None
+        name = text.split()[0] if text else ""
+        if not name:
+            raise InputError("a record header has no name", path=self.path,
+                             line=self.header_line, fix="write '>name' on every header line")
+        if name in self.names:
+            raise InputError(f"chromosome name '{name}' appears twice (first at line "
+                             f"{self.names[name]})", path=self.path, line=self.header_line,
+                             fix="remove the duplicate record or rename it")
+        self.names[name] = self.header_line
+        self.current, self.has_bases = name, False
+
+    def _end_record(self) -> None:
+        if self.current is not None and not self.has_bases:
+            raise InputError(f"record '{self.current}' has an empty sequence", path=self.path,
+                             line=self.names[self.current],
+                             fix="remove the record or supply its sequence")
 
 
 def _is_gzip(path: Path) -> bool:

@@ -7,6 +7,7 @@ order of A, C, G, T. A k-mer holding N (or any IUPAC code) becomes [UNK].
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,57 @@ class Tokenizer:
         ids = np.where((windows > 3).any(1), UNK, codes + len(SPECIALS))
         return ids.astype(self.dtype)
 
+    def encode_windows(self, idx: np.ndarray, starts: np.ndarray, window_bp: int) -> np.ndarray:
+        """Token ids of many equal windows of one chunk at once (vectorised :meth:`encode`).
+
+        ``idx``: base indices of the chunk (0..3 = A, C, G, T; 4 = N or any other code),
+        shape=(length,), as :func:`helixflow.encode.base_indices` gives; ``starts``: window
+        starts into the chunk, shape=(n,), with ``starts + window_bp <= length``.
+        Returns shape=(n, n_tokens(window_bp)), dtype :attr:`dtype`; row i equals
+        ``encode(chunk[starts[i]:starts[i] + window_bp])``.
+        """
+        starts = np.asarray(starts, dtype=np.int64)
+        n_tok = self.n_tokens(window_bp)
+        if len(starts) == 0 or n_tok == 0:
+            return np.zeros((len(starts), n_tok), dtype=self.dtype)
+        if starts.min() < 0 or starts.max() + window_bp > len(idx):
+            raise ValueError("windows run past the end of the chunk")
+        # token j of a window starting at s is the k-mer at s + j * stride; a strided view
+        # avoids an (n, n_tokens) index array
+        span = (n_tok - 1) * self.stride + 1
+        view = np.lib.stride_tricks.sliding_window_view(self.position_ids(idx), span)
+        return view[:, ::self.stride][starts]
+
+    def position_ids(self, idx: np.ndarray) -> np.ndarray:
+        """Id of the k-mer at every position, shape=(length - k + 1,), dtype :attr:`dtype`."""
+        idx = np.asarray(idx)
+        n = len(idx) - self.k + 1
+        if n <= 0:
+            return np.zeros(0, dtype=self.dtype)
+        if self.k == 1:
+            return np.where(idx > 3, UNK, idx + len(SPECIALS)).astype(self.dtype)
+        code = np.zeros(n, dtype=np.int32 if self.k <= 15 else np.int64)
+        for i in range(self.k):
+            code = code * 4 + np.minimum(idx[i:i + n], 3)
+        unknown = np.concatenate([np.zeros(1, np.int32), np.cumsum(idx > 3, dtype=np.int32)])
+        bad = unknown[self.k:] - unknown[:n] > 0
+        return np.where(bad, UNK, code + len(SPECIALS)).astype(self.dtype)
+
+    def reverse_complement(self, ids: np.ndarray) -> np.ndarray:
+        """Token ids of the reverse complement, shape and dtype of ``ids`` (last axis = tokens).
+
+        The tokens of ``seq`` cover its first ``(n - 1) * stride + k`` bases; reversing the
+        token order and complementing every k-mer gives the tokens of the reverse complement
+        of that covered sequence, for any stride. Special tokens ([PAD], [MASK], [UNK], ...)
+        stay as they are, so ``encode(rc(seq)) == reverse_complement(encode(seq))`` and applying
+        it twice gives ``ids`` back.
+        """
+        ids = np.asarray(ids)
+        flipped = ids[..., ::-1]
+        if self.vocab_size <= 1 << 16:
+            return _rc_table(self.k, self.dtype)[flipped].astype(ids.dtype, copy=False)
+        return _rc_ids(flipped, self.k).astype(ids.dtype)
+
     def decode(self, ids: np.ndarray) -> str:
         """The sequence behind token ids (specials dropped; [UNK] k-mers read as N)."""
         kmers = [self.token(int(i)) for i in ids if int(i) not in (PAD, CLS, SEP)]
@@ -80,6 +132,25 @@ class Tokenizer:
         return {"k": self.k, "stride": self.stride, "vocab_size": self.vocab_size,
                 "specials": list(SPECIALS), "dtype": str(self.dtype),
                 "order": "specials, then k-mers in lexicographic ACGT order"}
+
+
+def _rc_ids(ids: np.ndarray, k: int) -> np.ndarray:
+    """Id of the reverse-complement k-mer of every id, int64; specials map to themselves."""
+    ids = np.asarray(ids, dtype=np.int64)
+    code = np.maximum(ids - len(SPECIALS), 0)
+    rc = np.zeros_like(code)
+    for _ in range(k):                        # read digits low to high, write them high to low
+        code, digit = np.divmod(code, 4)
+        rc = rc * 4 + (3 - digit)             # complement: A<->T (0<->3), C<->G (1<->2)
+    return np.where(ids < len(SPECIALS), ids, rc + len(SPECIALS))
+
+
+@functools.lru_cache(maxsize=16)
+def _rc_table(k: int, dtype: np.dtype) -> np.ndarray:
+    """:func:`_rc_ids` of every id of the vocabulary, as a lookup table."""
+    table = _rc_ids(np.arange(len(SPECIALS) + 4 ** k), k).astype(dtype)
+    table.setflags(write=False)
+    return table
 
 
 def k_budget_table(window_bp: int, k_values=range(1, 9), d_model: int = 256,

@@ -22,6 +22,7 @@ GRAMMAR = config.get("grammar")
 MULTITASK = config.get("multitask")
 IMBALANCE = config.get("imbalance")
 MIL = config.get("mil")
+PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 # The library code each stage runs: a param, so editing it re-runs that stage only.
@@ -45,6 +46,15 @@ CODE = {
     "imbalance": code_digest("imbalance", "losses", "train", "models/cnn", "intervals",
                              "evaluate", "plots"),
     "mil": code_digest("mil", "models/mil", "intervals", "motifs", "evaluate", "plots"),
+    "corpus": code_digest("corpus", "tokenize", "intervals"),
+    "pretrain": code_digest("pretrain", "objectives", "loader", "markov", "seeding",
+                            "models/encoders", "models/transformer", "models/dilated",
+                            "models/rc"),
+    "diagnostics": code_digest("markov", "objectives", "loader", "models/encoders",
+                               "models/transformer", "models/dilated", "models/rc", "plots"),
+    "transfer": code_digest("transfer", "train", "models/cnn", "models/encoders",
+                            "models/transformer", "models/dilated", "models/rc",
+                            "models/adapters", "plots"),
     "grammar": code_digest("grammar", "receptive_field", "motifs", "plots"),
     "motif_compare": code_digest("motif_compare", "motifs", "plots"),
     "methylation": code_digest("methylation", "methyl_mae", "plots"),
@@ -143,6 +153,39 @@ def models_of(target):
     return [m for m in MODELS if m != "pwm_jaspar" or has_jaspar(target)]
 
 
+def transfer_params():
+    """The transfer step's params: the config's over helixflow.transfer.DEFAULTS."""
+    from helixflow.transfer import resolve_params
+    return resolve_params({**PRETRAINING["transfer"], "seed": config["seed"]})
+
+
+def transfer_headlines():
+    """{model name: prediction file pattern} of each encoder × mode on 100% of the labels,
+    first seed: scored beside the spine's models in the metrics tables."""
+    if not PRETRAINING:
+        return {}
+    p = transfer_params()
+    models = {}
+    for encoder in (e for e in p["encoders"] if e != "cnn"):
+        for mode in p["modes"]:
+            trained = mode != "probe"
+            seed = min((p["trained_seeds"] if trained else None) or p["seeds"])
+            models[f"{encoder}_{mode}"] = (
+                f"results/transfer/{{target}}/predictions/{encoder}_{mode}_f1_s{seed}.tsv")
+    return models
+
+
+def transfer_predictions(target):
+    return [pattern.format(target=target) for pattern in transfer_headlines().values()]
+
+
+def evaluated_models(target):
+    """{model: test predictions} scored in the metrics tables: the spine's and transfer's."""
+    models = {m: f"results/models/{target}/{m}/test_predictions.tsv" for m in models_of(target)}
+    models |= {m: pattern.format(target=target) for m, pattern in transfer_headlines().items()}
+    return models
+
+
 def figure_outputs():
     """Every figure of the paper, PNG and SVG."""
     stems = ["metrics_summary"]
@@ -173,6 +216,9 @@ def report_sections():
         sections["imbalance"] = f"results/imbalance/{IMBALANCE_TARGET}/imbalance.tsv"
     if MIL:
         sections["mil"] = "results/mil/summary.tsv"
+    if PRETRAINING:
+        sections["pretraining"] = "results/pretrain/diagnostics.tsv"
+        sections["transfer"] = "results/transfer/comparison.tsv"
     return sections
 
 
@@ -196,6 +242,8 @@ def final_outputs():
         outputs.append(f"results/imbalance/{IMBALANCE_TARGET}/imbalance.tsv")
     if MIL:
         outputs.append("results/mil/summary.tsv")
+    if PRETRAINING:
+        outputs += ["results/pretrain/diagnostics.tsv", "results/transfer/comparison.tsv"]
     if METHYLATION:
         outputs.append(f"results/methylation/{METHYLATION['name']}/metrics.tsv")
     if SCRNA:

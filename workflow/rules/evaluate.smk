@@ -57,8 +57,7 @@ rule pwm_baseline:
 
 rule evaluate:
     input:
-        unpack(lambda w: {m: f"results/models/{w.target}/{m}/test_predictions.tsv"
-                          for m in models_of(w.target)}),
+        unpack(lambda w: evaluated_models(w.target)),
     output:
         table="results/metrics/{target}.tsv",
         paired="results/metrics/paired/{target}.tsv",

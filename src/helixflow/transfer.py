@@ -1,0 +1,657 @@
+"""Transfer of a (pretrained) sequence encoder to TF binding, with label-efficiency curves.
+
+For one ChIP target, on the spine's chromosome-held-out shards, every combination of
+
+- encoder: ``pretrained`` (weights from a pretraining run's directory), ``random`` (the same
+  architecture, randomly initialised with ``params['seed']``), ``cnn`` (the spine's
+  from-scratch :class:`~helixflow.models.cnn.BindingCNN`, mode ``scratch``);
+- mode: ``probe`` (frozen RC-invariant pooled embeddings -> standardised logistic regression,
+  C chosen on valid), ``finetune`` (encoder + linear head, every weight, small learning rate),
+  ``freeze_unfreeze`` (head alone on frozen embeddings, then every weight), ``adapters``
+  (bottleneck adapters after each block + head, ~1% of the weights);
+- fraction of the training windows (stratified, nested across fractions, at least
+  ``min_per_class`` of each class) and seed
+
+is one run: trained on that subset of train, every choice (C, epoch) made on the whole valid
+split, scored once on the test split. Each run records the parameters it trained, its wall time,
+valid AUROC, test AUROC and AUPRC (``runs.tsv``), and its test predictions.
+
+The valid split is used whole at every label fraction (the choices of a 1% run are made on
+more labels than it trains on; the test split is never looked at before scoring). Training
+modes use bf16 autocast on CUDA; probe embeddings are float32 everywhere. The random encoder
+starts where pretraining started (the architecture's own initialisation), so a small fine-tuning
+learning rate is a weak from-scratch baseline for it; the spine's CNN is the real one.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.lines import Line2D
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from .errors import InputError
+from .evaluate import write_predictions
+from .files import write_json, write_tsv
+from .models.adapters import add_adapters, n_trainable
+from .models.cnn import n_parameters as cnn_parameters
+from .models.encoders import build_encoder, encoder_tokenizer, load_encoder, n_parameters
+from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
+from .seeding import seed_everything
+from .shards import Split, load_split
+from .tokenize import SPECIALS, UNK, Tokenizer
+
+RUN_COLUMNS = ["target", "encoder", "mode", "fraction", "seed", "n_train", "params_trained",
+               "params_total", "wall_s", "valid_auroc", "test_auroc", "test_auprc",
+               "n_pos_train", "shared_s", "choice", "device"]
+ENCODER_MODES = ("probe", "finetune", "freeze_unfreeze", "adapters")
+
+# Sized for a CPU: the five default yeast targets (200-bp windows, the default transformer)
+# took 556 s in all at 1 thread on a shared 2-core machine: 57% embedding every window with both
+# encoders, 24% the 45 CNNs, 16% the 90 probes. Training modes cost ~4 min per run at 100% of
+# Reb1 on that CPU, hence off by default (FULL_GRID below).
+DEFAULTS: dict = {
+    "encoders": ["pretrained", "random", "cnn"],
+    "modes": ["probe"],
+    "fractions": [0.01, 0.1, 1.0],
+    "seeds": [0, 1, 2],
+    # fractions and seeds of the modes that train encoder weights (finetune, freeze_unfreeze,
+    # adapters), which cost far more than a probe on a CPU; None = the same as the probe's
+    "trained_fractions": None,
+    "trained_seeds": None,
+    "seed": 0,                     # random encoder's initialisation
+    "min_per_class": 5,
+    "encoder": {},                 # config of the random encoder when no pretrained one is given
+    "probe": {"C": [0.001, 0.01, 0.1, 1.0, 10.0], "max_iter": 5000},
+    "finetune": {"lr": 1e-4, "weight_decay": 0.01, "epochs": 10, "patience": 3,
+                 "batch_size": 32, "min_batches": 8},
+    "freeze_unfreeze": {"head_lr": 1e-2, "head_epochs": 50, "lr": 1e-4, "weight_decay": 0.01,
+                        "epochs": 10, "patience": 3, "batch_size": 32, "min_batches": 8},
+    "adapters": {"param_fraction": 0.01, "lr": 1e-3, "weight_decay": 0.0, "epochs": 10,
+                 "patience": 3, "batch_size": 32, "min_batches": 8},
+    "cnn": {"architecture": {"filters": 32, "kernel": 19, "pool": 0, "dense": 32,
+                             "dropout": 0.2},
+            "training": {"epochs": 60, "batch_size": 64, "lr": 0.003, "weight_decay": 1e-4,
+                         "patience": 8, "rc_augment": True, "rc_average": True}},
+    "batch_size_eval": 128,
+    "device": "auto",              # "auto" = cuda when available (bf16 autocast), else cpu
+    "threads": 1,
+}
+
+# Every mode at every fraction and seed, for a GPU: 72 runs per encoder architecture and target,
+# 190-335 s per target on one H100 with ten such jobs sharing it.
+FULL_GRID = {"modes": list(ENCODER_MODES)}
+
+
+def resolve_params(params: dict | None) -> dict:
+    """``DEFAULTS`` updated with ``params`` (nested dicts merged one level); checks values."""
+    params = params or {}
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise InputError(f"unknown transfer parameter(s): {', '.join(unknown)}",
+                         fix=f"use only {', '.join(DEFAULTS)}")
+    p = copy.deepcopy(DEFAULTS)
+    for key, value in params.items():
+        p[key] = {**p[key], **value} if isinstance(p[key], dict) and key != "encoder" \
+            else copy.deepcopy(value)
+    bad_modes = sorted(set(p["modes"]) - set(ENCODER_MODES))
+    bad_encoders = sorted(set(p["encoders"]) - {"pretrained", "random", "cnn"})
+    if bad_modes or bad_encoders:
+        raise InputError(f"unknown mode(s) {bad_modes} or encoder(s) {bad_encoders}",
+                         fix=f"modes from {list(ENCODER_MODES)}; encoders from "
+                         "['pretrained', 'random', 'cnn']")
+    if not p["fractions"] or not all(0 < f <= 1 for f in p["fractions"]):
+        raise InputError(f"fractions must lie in (0, 1], got {p['fractions']}")
+    return p
+
+
+# --- data ---------------------------------------------------------------------------------
+
+def onehot_to_tokens(X: np.ndarray, tokenizer: Tokenizer, chunk: int = 2048) -> np.ndarray:
+    """Token ids of one-hot windows, int64 shape=(n, tokenizer.n_tokens(L)).
+
+    X: one-hot shape=(n, 4, L) (uint8 or float; all-zero columns are N). Equal to
+    ``tokenizer.encode(decode(x))`` for every window, vectorised.
+    """
+    n, _, L = X.shape
+    k, n_tok = tokenizer.k, tokenizer.n_tokens(L)
+    offsets = (np.arange(n_tok) * tokenizer.stride)[:, None] + np.arange(k)
+    place = 4 ** np.arange(k - 1, -1, -1)
+    out = np.empty((n, n_tok), dtype=np.int64)
+    for i in range(0, n, chunk):
+        block = np.asarray(X[i:i + chunk])
+        idx = np.where(block.sum(1) > 0, block.argmax(1), 4)              # (b, L), N = 4
+        windows = idx[:, offsets]                                        # (b, n_tok, k)
+        codes = (np.minimum(windows, 3) * place).sum(-1) + len(SPECIALS)
+        out[i:i + chunk] = np.where((windows > 3).any(-1), UNK, codes)
+    return out
+
+
+def label_subset(y: np.ndarray, fraction: float, seed: int, min_per_class: int = 5) -> np.ndarray:
+    """Sorted indices of a stratified ``fraction`` of the windows (>= ``min_per_class`` per class,
+    or the whole class when smaller). Nested: for one seed, a smaller fraction's subset is
+    contained in a larger one's (prefixes of one seeded permutation per class)."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in (0, 1):
+        members = np.flatnonzero(y == label)
+        order = members[rng.permutation(len(members))]
+        n = min(len(members), max(min_per_class, math.ceil(fraction * len(members))))
+        keep.append(order[:n])
+    return np.sort(np.concatenate(keep))
+
+
+def _check_classes(y: np.ndarray, split: str, manifest: Path) -> None:
+    n_pos = int(np.sum(y))
+    if not 0 < n_pos < len(y):
+        raise InputError(f"the {split} split has {n_pos} positives among {len(y)} windows; "
+                         "AUROC needs both classes", path=manifest,
+                         fix="move chromosomes with peaks into that split ('splits' in the "
+                         "config)")
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    return float(roc_auc_score(y, score)) if 0 < np.sum(y) < len(y) else float("nan")
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, tokens: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Pooled (RC-invariant when the encoder says so) embeddings, float32 shape=(n, d_model).
+
+    Always in float32, also on CUDA: a randomly initialised encoder's descriptors differ
+    between windows by less than bf16 resolves, and probes must compare alike on CPU and GPU.
+    """
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = []
+    for i in range(0, len(tokens), batch_size):
+        batch = torch.from_numpy(tokens[i:i + batch_size]).to(device)
+        out.append(encoder.pooled(batch).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, encoder.d_model), np.float32)
+
+
+class Classifier(nn.Module):
+    """Binding logit shape=(B,) from tokens shape=(B, L): a linear head on ``encoder.pooled``."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.d_model, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder.pooled(tokens).float()).squeeze(-1)
+
+
+@torch.no_grad()
+def predict_logits(model: Classifier, tokens: np.ndarray, batch_size: int = 128) -> np.ndarray:
+    """Logits float64 shape=(n,)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(tokens), batch_size):
+        with _autocast(device):
+            out.append(model(torch.from_numpy(tokens[i:i + batch_size]).to(device)).float()
+                       .cpu())
+    return torch.cat(out).double().numpy()
+
+
+# --- the modes ----------------------------------------------------------------------------
+
+def run_probe(F_train: np.ndarray, y_train: np.ndarray, F_valid: np.ndarray,
+              y_valid: np.ndarray, F_test: np.ndarray, settings: dict,
+              ) -> tuple[np.ndarray, float, str]:
+    """Logistic regression on standardised embeddings; C with the best valid AUROC (the
+    smallest C on ties). Returns (test scores, valid AUROC, 'C=...')."""
+    scaler = StandardScaler().fit(F_train)
+    Z_train, Z_valid = scaler.transform(F_train), scaler.transform(F_valid)
+    best = None
+    for C in settings["C"]:
+        clf = LogisticRegression(C=C, max_iter=settings["max_iter"]).fit(Z_train, y_train)
+        auc = _auroc(y_valid, clf.decision_function(Z_valid))
+        if best is None or auc > best[0]:
+            best = (auc, C, clf)
+    auc, C, clf = best
+    return clf.decision_function(scaler.transform(F_test)), auc, f"C={C:g}"
+
+
+def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.ndarray,
+         y_valid: np.ndarray, s: dict, generator: torch.Generator, eval_batch: int,
+         start: tuple[float, dict] | None = None, log: TextIO = sys.stderr,
+         ) -> tuple[float, int]:
+    """Train the parameters of ``model`` that require grad (AdamW, BCE); keep the weights of
+    the epoch with the best valid AUROC (``start``: a (valid AUROC, state) to beat), stop after
+    ``patience`` epochs without improvement. An epoch is one pass over the windows, or
+    ``min_batches`` batches when that is more (tiny label fractions). Returns (best valid
+    AUROC, best epoch; 0 = ``start``)."""
+    device = next(model.parameters()).device
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=s["lr"], weight_decay=s["weight_decay"])
+    loss_fn = nn.BCEWithLogitsLoss()
+    X = torch.from_numpy(tokens)
+    target = torch.from_numpy(np.asarray(y, dtype=np.float32))
+    n_batches = max(s["min_batches"], math.ceil(len(X) / s["batch_size"]))
+    best_auc, best_state = start if start else (-np.inf, None)
+    best_epoch, since = 0, 0
+    for epoch in range(1, s["epochs"] + 1):
+        model.train()
+        order = torch.cat([torch.randperm(len(X), generator=generator)
+                           for _ in range(math.ceil(n_batches * s["batch_size"] / len(X)))])
+        for b in range(n_batches):
+            idx = order[b * s["batch_size"]:(b + 1) * s["batch_size"]]
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device):
+                logits = model(X[idx].to(device))
+            loss = loss_fn(logits.float(), target[idx].to(device))
+            loss.backward()
+            optimizer.step()
+        auc = _auroc(y_valid, predict_logits(model, valid_tokens, eval_batch))
+        print(f"  epoch {epoch}: loss {loss.item():.4f} valid auroc {auc:.4f}", file=log,
+              flush=True)
+        if auc > best_auc:
+            best_auc, best_epoch, since = auc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since += 1
+            if since >= s["patience"]:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return best_auc, best_epoch
+
+
+def _train_head_on_embeddings(head: nn.Linear, F_train: np.ndarray, y: np.ndarray,
+                              F_valid: np.ndarray, y_valid: np.ndarray, s: dict,
+                              generator: torch.Generator) -> float:
+    """Freeze phase of freeze-then-unfreeze: the head alone, on cached embeddings (the frozen
+    encoder would compute the same ones every epoch); best valid epoch kept."""
+    device = head.weight.device
+    optimizer = torch.optim.AdamW(head.parameters(), lr=s["head_lr"], weight_decay=0.0)
+    loss_fn = nn.BCEWithLogitsLoss()
+    X, Xv = torch.from_numpy(F_train).to(device), torch.from_numpy(F_valid).to(device)
+    target = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
+    best_auc, best_state = -np.inf, None
+    for _ in range(s["head_epochs"]):
+        order = torch.randperm(len(X), generator=generator).to(device)
+        for b in range(0, len(X), s["batch_size"]):
+            idx = order[b:b + s["batch_size"]]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(head(X[idx]).squeeze(-1), target[idx]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            auc = _auroc(y_valid, head(Xv).squeeze(-1).double().cpu().numpy())
+        if auc > best_auc:
+            best_auc, best_state = auc, copy.deepcopy(head.state_dict())
+    head.load_state_dict(best_state)
+    return best_auc
+
+
+def adapter_bottleneck(encoder: nn.Module, param_fraction: float) -> int:
+    """Bottleneck width whose adapters hold about ``param_fraction`` of the encoder's weights."""
+    total, d, layers = n_parameters(encoder), encoder.d_model, len(encoder.blocks)
+    rc = encoder.config.get("rc_equivariant") and encoder.config["architecture"] == "dilated_cnn"
+    widths = range(2, d + 1, 2) if rc else range(1, d + 1)
+
+    def count(b: int) -> float:
+        per_block = 2 * d * b + b + d
+        return layers * (per_block / 2 if rc else per_block)
+
+    return min(widths, key=lambda b: abs(count(b) - param_fraction * total))
+
+
+# --- one target ---------------------------------------------------------------------------
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _seed(seed: int, threads: int, device: torch.device) -> torch.Generator:
+    generator = seed_everything(seed, threads)
+    if device.type == "cuda":   # some fused CUDA kernels have no deterministic variant
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return generator
+
+
+def _scores(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    return _auroc(y, score), float(average_precision_score(y, score))
+
+
+def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Path | None,
+                 out_dir: str | Path, params: dict | None = None,
+                 log: TextIO = sys.stderr) -> dict:
+    """Every encoder × mode × fraction × seed of ``params`` for one target; writes outputs.
+
+    params: missing keys take :data:`DEFAULTS` (nested dicts merged one level). The default is
+    sized for a CPU: linear probes of the pretrained and the random encoder and the spine's
+    CNN from scratch, at 1%, 10% and 100% of the training windows, seeds 0, 1, 2; pass
+    ``modes=["probe", "finetune", "freeze_unfreeze", "adapters"]`` (:data:`FULL_GRID`) for
+    the whole comparison (meant for a GPU).
+
+    Writes into ``out_dir``: ``runs.tsv`` (columns :data:`RUN_COLUMNS`; ``shared_s`` is the
+    time to embed every window once with a frozen encoder, shared by that encoder's probes and
+    not part of their ``wall_s``), ``predictions/{encoder}_{mode}_f{fraction}_s{seed}.tsv``
+    (test split, :func:`helixflow.evaluate.write_predictions` format, score = logit),
+    ``label_efficiency.png/.svg`` and ``summary.json``. Returns the summary: per encoder and
+    mode, mean test AUROC per fraction, and the predictions of the 100% runs of the first seed
+    (``headline_predictions``, model name ``{encoder}_{mode}``).
+    """
+    started = time.time()
+    p = resolve_params(params)
+    out_dir, shards_manifest = Path(out_dir), Path(shards_manifest)
+    device = _device(p["device"])
+    splits = {name: load_split(shards_manifest, name) for name in ("train", "valid", "test")}
+    for name, split in splits.items():
+        _check_classes(np.asarray(split.y), name, shards_manifest)
+    y = {name: np.asarray(split.y).astype(np.int64) for name, split in splits.items()}
+
+    wanted = [e for e in p["encoders"] if e != "cnn"]
+    if "pretrained" in wanted and encoder_dir is None:
+        raise InputError("the 'pretrained' encoder needs an encoder directory",
+                         fix="pass the pretraining output directory, or drop 'pretrained' "
+                         "from encoders")
+    pretrained = load_encoder(encoder_dir) if encoder_dir is not None else None
+    config = dict(pretrained.config) if pretrained is not None else dict(p["encoder"])
+    config.pop("adapter_bottleneck", None)
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    rows: list[dict] = []
+    try:
+        torch.manual_seed(p["seed"])
+        tokens = None
+        for name in wanted:
+            if name == "pretrained":
+                base = pretrained
+            else:
+                torch.manual_seed(p["seed"])
+                base = build_encoder(config)
+            tokens = tokens or {s: onehot_to_tokens(split.X, encoder_tokenizer(base))
+                                for s, split in splits.items()}
+            _encoder_runs(target, name, base, tokens, y, splits, p, device, out_dir, rows, log)
+        if "cnn" in p["encoders"]:
+            _cnn_runs(target, splits, y, p, out_dir, rows, log)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    write_tsv(out_dir / "runs.tsv", runs, float_format="%.6g")
+    plot_label_efficiency(runs, None, out_dir / "label_efficiency.png")
+    summary = summarise(runs)
+    summary.update({"target": target, "seconds": round(time.time() - started, 2),
+                    "device": str(device), "encoder_config": config,
+                    "encoder_dir": None if encoder_dir is None else str(encoder_dir),
+                    "params": p})
+    first = min(p["seeds"])
+    summary["headline_predictions"] = {
+        f"{r.encoder}_{r.mode}": str(_prediction_path(out_dir, r.encoder, r.mode, 1.0, first))
+        for r in runs.itertuples() if r.fraction == 1.0 and r.seed == first}
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _prediction_path(out_dir: Path, encoder: str, mode: str, fraction: float, seed: int) -> Path:
+    return out_dir / "predictions" / f"{encoder}_{mode}_f{fraction:g}_s{seed}.tsv"
+
+
+def _add_run(rows: list[dict], row: dict, out_dir: Path) -> None:
+    """Append a run and rewrite ``runs.tsv`` (atomically), so a stopped job keeps its runs."""
+    rows.append(row)
+    write_tsv(out_dir / "runs.tsv", pd.DataFrame(rows, columns=RUN_COLUMNS), float_format="%.6g")
+
+
+def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict,
+                  splits: dict[str, Split], p: dict, device: torch.device, out_dir: Path,
+                  rows: list[dict], log: TextIO) -> None:
+    """All runs of one transformer / dilated-CNN encoder (pretrained or random)."""
+    total = n_parameters(base)
+    shared_s, F = float("nan"), None
+    if "probe" in p["modes"]:
+        _seed(p["seed"], p["threads"], device)
+        tic = time.time()
+        frozen = base.to(device)
+        F = {s: embed(frozen, t, p["batch_size_eval"]) for s, t in tokens.items()}
+        shared_s = time.time() - tic
+        print(f"{target} {name}: embedded {sum(len(t) for t in tokens.values())} windows in "
+              f"{shared_s:.1f}s", file=log, flush=True)
+    for mode in p["modes"]:
+        trains_weights = mode != "probe"
+        fractions = (p["trained_fractions"] if trains_weights else None) or p["fractions"]
+        seeds = (p["trained_seeds"] if trains_weights else None) or p["seeds"]
+        for fraction in fractions:
+            for seed in seeds:
+                idx = label_subset(y["train"], fraction, seed, p["min_per_class"])
+                generator = _seed(seed, p["threads"], device)
+                tic = time.time()
+                print(f"{target} {name} {mode} fraction {fraction:g} seed {seed}: "
+                      f"{len(idx)} windows", file=log, flush=True)
+                if mode == "probe":
+                    score, valid_auc, choice = run_probe(
+                        F["train"][idx], y["train"][idx], F["valid"], y["valid"], F["test"],
+                        p["probe"])
+                    trained, n_total, run_shared = base.d_model + 1, total + base.d_model + 1, \
+                        shared_s
+                else:
+                    score, valid_auc, choice, trained, n_total = _train_mode(
+                        mode, base, tokens, y, idx, p, device, generator, log)
+                    run_shared = float("nan")
+                wall = time.time() - tic
+                test_auc, test_ap = _scores(y["test"], score)
+                write_predictions(_prediction_path(out_dir, name, mode, fraction, seed),
+                                  splits["test"].names, y["test"], score)
+                row = {"target": target, "encoder": name, "mode": mode, "fraction": fraction,
+                       "seed": seed, "n_train": len(idx), "params_trained": trained,
+                       "params_total": n_total, "wall_s": wall, "valid_auroc": valid_auc,
+                       "test_auroc": test_auc, "test_auprc": test_ap,
+                       "n_pos_train": int(y["train"][idx].sum()), "shared_s": run_shared,
+                       "choice": choice, "device": str(device)}
+                _add_run(rows, row, out_dir)
+                print(f"  -> valid auroc {valid_auc:.4f} test auroc {test_auc:.4f} "
+                      f"({wall:.1f}s, {choice})", file=log, flush=True)
+
+
+def _train_mode(mode: str, base: nn.Module, tokens: dict, y: dict, idx: np.ndarray, p: dict,
+                device: torch.device, generator: torch.Generator, log: TextIO,
+                ) -> tuple[np.ndarray, float, str, int, int]:
+    """One fine-tuning run on a fresh copy of ``base``; returns (test logits, valid AUROC,
+    choice, parameters trained, parameters in the model)."""
+    s = p[mode]
+    model = Classifier(copy.deepcopy(base)).to(device)
+    train_tokens, train_y = tokens["train"][idx], y["train"][idx]
+    eval_batch = p["batch_size_eval"]
+    if mode == "finetune":
+        trained = n_trainable(model)
+        auc, epoch = _fit(model, train_tokens, train_y, tokens["valid"], y["valid"], s,
+                          generator, eval_batch, log=log)
+        choice = f"epoch={epoch}"
+    elif mode == "adapters":
+        bottleneck = adapter_bottleneck(model.encoder, s["param_fraction"])
+        add_adapters(model.encoder, bottleneck)
+        model.to(device)
+        trained = n_trainable(model)
+        auc, epoch = _fit(model, train_tokens, train_y, tokens["valid"], y["valid"], s,
+                          generator, eval_batch, log=log)
+        choice = f"bottleneck={model.encoder.config['adapter_bottleneck']},epoch={epoch}"
+    else:                                                     # freeze_unfreeze
+        trained = n_trainable(model)
+        F_train = embed(model.encoder, train_tokens, eval_batch)
+        F_valid = embed(model.encoder, tokens["valid"], eval_batch)
+        head_auc = _train_head_on_embeddings(model.head, F_train, train_y, F_valid, y["valid"],
+                                             s, generator)
+        print(f"  head only: valid auroc {head_auc:.4f}", file=log, flush=True)
+        auc, epoch = _fit(model, train_tokens, train_y, tokens["valid"], y["valid"], s,
+                          generator, eval_batch,
+                          start=(head_auc, copy.deepcopy(model.state_dict())), log=log)
+        choice = "head_only" if epoch == 0 else f"unfrozen_epoch={epoch}"
+    score = predict_logits(model, tokens["test"], eval_batch)
+    return score, auc, choice, trained, n_parameters(model)
+
+
+def _cnn_runs(target: str, splits: dict[str, Split], y: dict, p: dict, out_dir: Path,
+              rows: list[dict], log: TextIO) -> None:
+    """The spine's BindingCNN from scratch on each label fraction (helixflow.train)."""
+    from .train import make_config, predict, train_cnn
+
+    X = {s: np.asarray(split.X) for s, split in splits.items()}
+    for fraction in p["fractions"]:
+        for seed in p["seeds"]:
+            idx = label_subset(y["train"], fraction, seed, p["min_per_class"])
+            cfg = make_config(p["cnn"]["architecture"], p["cnn"]["training"], seed=seed,
+                              threads=p["threads"], window=X["train"].shape[-1])
+            tic = time.time()
+            model, _, summary = train_cnn(X["train"][idx], y["train"][idx], X["valid"],
+                                          y["valid"], cfg, log=io.StringIO())
+            score = predict(model, X["test"], rc_average=cfg.rc_average).astype(np.float64)
+            wall = time.time() - tic
+            test_auc, test_ap = _scores(y["test"], score)
+            write_predictions(_prediction_path(out_dir, "cnn", "scratch", fraction, seed),
+                              splits["test"].names, y["test"], score)
+            n = cnn_parameters(model)
+            row = {"target": target, "encoder": "cnn", "mode": "scratch",
+                   "fraction": fraction, "seed": seed, "n_train": len(idx),
+                   "params_trained": n, "params_total": n, "wall_s": wall,
+                   "valid_auroc": summary["valid_auroc"], "test_auroc": test_auc,
+                   "test_auprc": test_ap, "n_pos_train": int(y["train"][idx].sum()),
+                   "shared_s": float("nan"), "choice": f"epoch={summary['best_epoch']}",
+                   "device": "cpu"}
+            _add_run(rows, row, out_dir)
+            print(f"{target} cnn scratch fraction {fraction:g} seed {seed}: test auroc "
+                  f"{test_auc:.4f} ({wall:.1f}s)", file=log, flush=True)
+
+
+# --- summaries and the figure -------------------------------------------------------------
+
+def summarise(runs: pd.DataFrame) -> dict:
+    """Mean test AUROC per encoder_mode and fraction, and the pretrained-minus-random probe gap."""
+    table = runs.groupby(["encoder", "mode", "fraction"])["test_auroc"].agg(["mean", "std",
+                                                                              "count"])
+    out: dict = {"test_auroc_mean": {}, "params_trained": {}, "wall_s_mean": {}}
+    for (encoder, mode, fraction), row in table.iterrows():
+        out["test_auroc_mean"].setdefault(f"{encoder}_{mode}", {})[f"{fraction:g}"] = round(
+            float(row["mean"]), 4)
+    for (encoder, mode), part in runs.groupby(["encoder", "mode"]):
+        out["params_trained"][f"{encoder}_{mode}"] = int(part["params_trained"].iloc[0])
+        out["wall_s_mean"][f"{encoder}_{mode}"] = round(float(part["wall_s"].mean()), 2)
+    means = out["test_auroc_mean"]
+    if "pretrained_probe" in means and "random_probe" in means:
+        out["probe_gain_pretrained_minus_random"] = {
+            f: round(means["pretrained_probe"][f] - means["random_probe"][f], 4)
+            for f in means["pretrained_probe"] if f in means["random_probe"]}
+    return out
+
+
+def _read_runs(runs: pd.DataFrame | str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    if isinstance(runs, pd.DataFrame):
+        return runs
+    paths = [runs] if isinstance(runs, str | Path) else list(runs)
+    return pd.concat([pd.read_csv(path, sep="\t") for path in paths], ignore_index=True)
+
+
+def plot_label_efficiency(runs: pd.DataFrame | str | Path | Sequence[str | Path],
+                          cnn_metrics: pd.DataFrame | str | Path | None,
+                          path_png: str | Path) -> tuple[Path, Path]:
+    """Test AUROC against the fraction of training labels, one panel per target.
+
+    runs: one or more ``runs.tsv`` (or their concatenation). One line per encoder × mode: the
+    mean over seeds, with a band from the lowest to the highest seed. cnn_metrics: optional
+    metrics table (``evaluate.METRIC_COLUMNS``, e.g. ``results/metrics/summary.tsv``); its
+    ``cnn`` rows (the spine's tuned CNN on 100% of the labels) are drawn as a grey band (95%
+    bootstrap interval) with a line at the point estimate.
+    """
+    table = _read_runs(runs)
+    reference = None
+    if cnn_metrics is not None:
+        reference = cnn_metrics if isinstance(cnn_metrics, pd.DataFrame) else pd.read_csv(
+            cnn_metrics, sep="\t")
+        reference = reference[(reference["model"] == "cnn")
+                              & (reference.get("split", "test") == "test")]
+    targets = list(dict.fromkeys(table["target"]))
+    arms = list(dict.fromkeys(zip(table["encoder"], table["mode"], strict=True)))
+    styles = {"probe": "-", "finetune": "--", "freeze_unfreeze": "-.", "adapters": ":",
+              "scratch": "-"}
+    colours = {"pretrained": PALETTE[0], "random": PALETTE[1], "cnn": PALETTE[2]}
+    n = len(targets)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(3.6 * cols + 0.4, 3.2 * rows + 1.0)
+        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+        for ax, target in zip(axes, targets, strict=False):
+            part = table[table["target"] == target]
+            for i, (encoder, mode) in enumerate(arms):
+                arm = part[(part["encoder"] == encoder) & (part["mode"] == mode)]
+                if arm.empty:
+                    continue
+                stats = arm.groupby("fraction")["test_auroc"].agg(["mean", "min", "max"])
+                colour = colours.get(encoder, PALETTE[(3 + i) % len(PALETTE)])
+                ax.plot(stats.index, stats["mean"], color=colour, linestyle=styles.get(mode, "-"),
+                        marker="o", markersize=4)
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=colour,
+                                alpha=0.15, linewidth=0)
+            if reference is not None and target in set(reference["target"]):
+                ref = reference[reference["target"] == target].iloc[0]
+                ax.axhspan(ref["auroc_lo"], ref["auroc_hi"], color=GREY, alpha=0.2, linewidth=0)
+                ax.axhline(ref["auroc"], color=GREY, linewidth=1.0)
+            ax.axhline(0.5, color=GREY, linestyle=":", linewidth=1.0)
+            ax.set_xscale("log")
+            ax.set(title=target, xlabel="Fraction of training windows (log scale)",
+                   ylabel="Test AUROC")
+        for ax in axes[n:]:
+            ax.set_visible(False)
+        handles = [Line2D([], [], color=colours.get(e, PALETTE[(3 + i) % len(PALETTE)]),
+                          linestyle=styles.get(m, "-"), marker="o", markersize=4,
+                          label=f"{e} {m}") for i, (e, m) in enumerate(arms)]
+        handles.append(Line2D([], [], color="#333333", linewidth=6, alpha=0.15,
+                              label="range over seeds"))
+        if reference is not None:
+            handles.append(Line2D([], [], color=GREY, linewidth=1.0,
+                                  label="spine CNN, 100% (band: 95% bootstrap CI)"))
+        handles.append(Line2D([], [], color=GREY, linestyle=":", label="chance (0.5)"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4))
+        fig.suptitle("Label efficiency: transfer of sequence encoders to TF binding")
+        return save_figure(fig, path_png)
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per target × encoder × mode at 100% of the labels: test AUROC over seeds
+    (mean, min, max), parameters trained and mean wall time."""
+    full = runs[runs["fraction"] == 1.0]
+    table = full.groupby(["target", "encoder", "mode"], sort=False).agg(
+        n_seeds=("seed", "nunique"), test_auroc=("test_auroc", "mean"),
+        test_auroc_min=("test_auroc", "min"), test_auroc_max=("test_auroc", "max"),
+        valid_auroc=("valid_auroc", "mean"), params_trained=("params_trained", "first"),
+        params_total=("params_total", "first"), wall_s=("wall_s", "mean")).reset_index()
+    return table
+
+
+def summarise_transfer(runs_paths: Sequence[str | Path],
+                       cnn_metrics: pd.DataFrame | str | Path, out: str | Path,
+                       figure_png: str | Path) -> pd.DataFrame:
+    """All targets' runs → the comparison table (``out``) and the label-efficiency figure."""
+    runs = _read_runs(runs_paths)
+    table = comparison_table(runs)
+    write_tsv(out, table, float_format="%.4g")
+    plot_label_efficiency(runs, cnn_metrics, figure_png)
+    return table
