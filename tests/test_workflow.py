@@ -221,3 +221,62 @@ def test_target_given_as_alignments_gets_macs3_peaks(tmp_path):
     assert labelled[6].sum() >= 0.8 * len(summits)   # column 7: label
     record = json.loads((tmp_path / "results/data/tiny/peaks/Reb1.record.json").read_text())
     assert record["results"]["peaks"] >= 0.9 * len(summits)
+
+
+TINY_PRETRAINING = {
+    "corpus": {"window_bp": 128, "stride_bp": 64, "heldout_stride_bp": 128},
+    "params": {"steps": 120, "batch_size": 16, "checkpoint_every": 20, "log_every": 10,
+               "eval_every": 0, "warmup_steps": 5,
+               "encoder": {"architecture": "dilated_cnn", "d_model": 16, "n_layers": 2}},
+    "diagnostics": {"max_windows": 100},
+    "transfer": {"encoders": ["pretrained", "random"], "modes": ["probe"], "fractions": [1.0],
+                 "seeds": [0]},
+}
+
+
+def _pretrain_outputs_equal(a: Path, b: Path) -> None:
+    from safetensors.torch import load_file
+    wa, wb = (load_file(str(p / "results/pretrain/model.safetensors")) for p in (a, b))
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+    columns = ["step", "loss", "mlm_loss", "mlm_accuracy", "lr"]
+    ma, mb = (pd.read_csv(p / "results/pretrain/metrics.tsv", sep="\t")[columns] for p in (a, b))
+    pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+
+
+def test_killed_pretraining_resumes_to_the_same_result(tmp_path):
+    """SIGKILL the workflow while it pretrains, run it again: it resumes from the last
+    checkpoint and ends with the weights and metrics of an uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    from tiny_project import make_project
+    target = "results/pretrain/summary.json"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    for root in (straight, killed):
+        root.mkdir()
+        make_project(root, pretraining=TINY_PRETRAINING)
+    result = snakemake(straight, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(killed),
+           "--configfile", str(killed / "config.yaml"), "--cores", "2", target]
+    run = subprocess.Popen(cmd, cwd=killed, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "results/pretrain/checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and run.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint.exists(), "no checkpoint appeared before the run ended"
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (killed / "results/pretrain/model.safetensors").exists()
+
+    assert snakemake(killed, "--unlock").returncode == 0   # what a user does after a kill
+    again = snakemake(killed, target, "--rerun-incomplete")
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (killed / "results/logs/pretrain.log").read_text()
+    resumed_at = int(re.search(r"resuming from \S+ at step (\d+)", log).group(1))
+    assert 0 < resumed_at < TINY_PRETRAINING["params"]["steps"]
+    _pretrain_outputs_equal(straight, killed)
