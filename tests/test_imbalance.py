@@ -172,9 +172,13 @@ def test_run_imbalance_rejects_unknown_loss(genome, tmp_path):
 
 
 def test_params_merge_nested_defaults():
-    from helixflow.imbalance import DEFAULTS, with_defaults
+    from helixflow.config import overlay
+    from helixflow.errors import InputError
+    from helixflow.imbalance import DEFAULTS
 
-    params = with_defaults({"training": {"epochs": 2}, "ratios": [1, 2]})
+    params = overlay(DEFAULTS, {"training": {"epochs": 2}, "ratios": [1, 2]})
     assert params["training"] == DEFAULTS["training"] | {"epochs": 2}
     assert params["ratios"] == [1, 2] and params["losses"] == DEFAULTS["losses"]
-    assert with_defaults(None) == DEFAULTS
+    assert overlay(DEFAULTS, None) == DEFAULTS
+    with pytest.raises(InputError, match="unknown setting 'ratio'"):
+        overlay(DEFAULTS, {"ratio": [1]})

@@ -120,3 +120,19 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
                              path=path, line=i + 2, fix="add the ChIP alignments or drop the "
                              "control")
     return sheet.set_index("target", drop=False)
+
+
+def overlay(defaults: dict, params: dict | None, what: str = "setting") -> dict:
+    """A deep copy of ``defaults`` updated with ``params``; nested dicts merge one level.
+
+    A key not in ``defaults`` is an :class:`InputError` naming it and the known keys.
+    """
+    merged = copy.deepcopy(defaults)
+    for key, value in (params or {}).items():
+        if key not in merged:
+            raise InputError(f"unknown {what} '{key}'", fix=f"use {', '.join(merged)}")
+        if isinstance(merged[key], dict) and isinstance(value, dict):
+            merged[key] = {**merged[key], **copy.deepcopy(value)}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

@@ -22,6 +22,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from .config import overlay
 from .encode import one_hot_batch
 from .errors import InputError
 from .evaluate import bootstrap_metrics, precision_at_recall
@@ -68,15 +69,6 @@ TABLE_COLUMNS = ["target", "ratio", "loss", "seed", "n_pos", "n_neg", "auroc", "
                  "precision_at_recall_50", "precision_at_recall_80", "best_epoch",
                  "epochs_run", "valid_auroc", "n_train", "seconds"]
 LOSS_LABELS = {"bce": "BCE", "weighted_bce": "weighted BCE", "focal": "focal"}
-
-
-def with_defaults(params: dict | None) -> dict:
-    """``DEFAULTS`` overlaid with ``params``; nested dicts (e.g. ``training``) merge key by key."""
-    params = dict(params or {})
-    return {key: (default | dict(params.get(key) or {}) if isinstance(default, dict)
-                  else params.get(key, default))
-            for key, default in DEFAULTS.items()} | {k: v for k, v in params.items()
-                                                     if k not in DEFAULTS}
 
 
 # ----------------------------------------------------------------------------- data
@@ -301,7 +293,7 @@ def run_imbalance(target: str, fasta: str | Path, sizes: Mapping[str, int],
     (every window used, with its split and negative rank) and ``record.json``; the figure
     ``figure_png`` (+ ``.svg``). Returns a summary dict.
     """
-    params = with_defaults(params)
+    params = overlay(DEFAULTS, params, "imbalance setting")
     _check_params(params)
     started = time.perf_counter()
     out_dir = Path(out_dir)

@@ -15,7 +15,6 @@ the instance nearest the peak caller's summit (which the model never sees).
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from collections.abc import Mapping
@@ -29,6 +28,8 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
+from .config import overlay
+from .early_stopping import EarlyStopping, chosen_epoch
 from .encode import one_hot_batch
 from .errors import InputError
 from .evaluate import bootstrap_metrics
@@ -74,15 +75,6 @@ TABLE_COLUMNS = ["target", "jaspar_id", "n_bags_train", "n_bags_test", "bag_auro
                  "localisation_rate", "lo", "hi", "random_baseline", "centre_rate",
                  "summit_rate", "n_strong", "strong_rate", "strong_lo", "strong_hi",
                  "strong_random_baseline", "best_epoch", "seconds"]
-
-
-def with_defaults(params: dict | None) -> dict:
-    """``DEFAULTS`` overlaid with ``params``; nested dicts (e.g. ``training``) merge key by key."""
-    params = dict(params or {})
-    return {key: (default | dict(params.get(key) or {}) if isinstance(default, dict)
-                  else params.get(key, default))
-            for key, default in DEFAULTS.items()} | {k: v for k, v in params.items()
-                                                     if k not in DEFAULTS}
 
 
 # ----------------------------------------------------------------------------- bags
@@ -211,7 +203,7 @@ def train_mil(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     loss_fn = torch.nn.BCEWithLogitsLoss()
     X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
-    rows, best, best_auroc, since_best = [], None, -np.inf, 0
+    rows, stopper = [], EarlyStopping(cfg.patience)
     started = time.time()
     for epoch in range(1, cfg.epochs + 1):
         tic = time.time()
@@ -230,22 +222,16 @@ def train_mil(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
                "valid_auroc": _auroc(np.asarray(y_valid), valid_logits),
                "seconds": time.time() - tic}
         rows.append(row)
-        improved = row["valid_auroc"] > best_auroc
-        if improved or cfg.patience == 0:
-            best, best_auroc, since_best = copy.deepcopy(model.state_dict()), row[
-                "valid_auroc"], 0
-        else:
-            since_best += 1
+        improved = stopper.update(model, row["valid_auroc"])
         print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f}  valid bag "
               f"auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
               + ("  *" if improved else ""), file=log, flush=True)
-        if cfg.patience and since_best >= cfg.patience:
+        if stopper.should_stop:
             print(f"early stop: valid bag AUROC not better for {cfg.patience} epochs", file=log)
             break
-    model.load_state_dict(best)
-    model.eval()
+    stopper.restore(model)
     history = pd.DataFrame(rows)
-    chosen = history.loc[history["valid_auroc"].idxmax()] if cfg.patience else history.iloc[-1]
+    chosen = chosen_epoch(history, cfg.patience)
     summary = {"epochs_run": len(rows), "best_epoch": int(chosen["epoch"]),
                "valid_auroc": float(chosen["valid_auroc"]), "seconds": time.time() - started,
                "n_params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)}
@@ -396,7 +382,7 @@ def run_mil(target: str, fasta: str | Path, sizes: Mapping[str, int],
     ``history.tsv`` and ``record.json``; the figure ``figure_png`` (+ ``.svg``).
     Returns the table row as a dict.
     """
-    params = with_defaults(params)
+    params = overlay(DEFAULTS, params, "MIL setting")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

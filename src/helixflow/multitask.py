@@ -27,7 +27,6 @@ every target is also scored on the multi-task test windows whose label for it is
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from collections.abc import Mapping
@@ -40,6 +39,8 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
+from .config import overlay
+from .early_stopping import EarlyStopping, chosen_epoch
 from .encode import one_hot_batch
 from .errors import InputError
 from .evaluate import (
@@ -402,7 +403,7 @@ def train_multitask(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndarra
     pos_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
     monitor = np.sort(np.random.default_rng(cfg.seed).permutation(len(X_train))[:cfg.monitor])
     X_mon, Y_mon = np.asarray(X_train)[monitor], np.asarray(Y_train)[monitor]
-    rows, best, best_auroc, since_best = [], None, -np.inf, 0
+    rows, stopper = [], EarlyStopping(cfg.patience)
     started = time.time()
     for epoch in range(1, cfg.epochs + 1):
         tic = time.time()
@@ -429,23 +430,17 @@ def train_multitask(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndarra
         row |= {f"valid_auroc_{name}": float(v) for name, v in
                 zip(targets, valid_by_target, strict=True)}
         rows.append(row)
-        improved = row["valid_auroc"] > best_auroc
-        if improved or cfg.patience == 0:
-            best, best_auroc, since_best = copy.deepcopy(model.state_dict()), row[
-                "valid_auroc"], 0
-        else:
-            since_best += 1
+        improved = stopper.update(model, row["valid_auroc"])
         print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
               f"auroc {row['train_auroc']:.4f}  valid loss {row['valid_loss']:.4f} "
               f"mean auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
               + ("  *" if improved else ""), file=log, flush=True)
-        if cfg.patience and since_best >= cfg.patience:
+        if stopper.should_stop:
             print(f"early stop: mean valid AUROC not better for {cfg.patience} epochs", file=log)
             break
-    model.load_state_dict(best)
-    model.eval()
+    stopper.restore(model)
     history = pd.DataFrame(rows)
-    chosen = history.loc[history["valid_auroc"].idxmax()] if cfg.patience else history.iloc[-1]
+    chosen = chosen_epoch(history, cfg.patience)
     summary = {"n_params": n_parameters(model), "epochs_run": len(rows),
                "best_epoch": int(chosen["epoch"]),
                "valid_auroc_mean": float(chosen["valid_auroc"]),
@@ -729,18 +724,6 @@ def filter_report(model: MultiTaskCNN, X: np.ndarray, Y: np.ndarray, out_dir: Pa
 
 # ---------------------------------------------------------------- the step
 
-def _merge(defaults: dict, params: dict | None) -> dict:
-    merged = copy.deepcopy(defaults)
-    for key, value in (params or {}).items():
-        if key not in merged:
-            raise KeyError(f"unknown multi-task setting '{key}'")
-        if isinstance(merged[key], dict) and isinstance(value, dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
-
-
 def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[str, str],
                   blacklist: str | Path | None, peaks: Mapping[str, str | Path],
                   single_task_shards: Mapping[str, str | Path],
@@ -760,7 +743,7 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
     multitask_auroc, multitask_filters, multitask_learning_curves (PNG + SVG).
     """
     started = time.time()
-    p = _merge(DEFAULTS, params)
+    p = overlay(DEFAULTS, params, "multi-task setting")
     out_dir, figure_dir = Path(out_dir), Path(figure_dir)
     targets = list(peaks)
     p["targets"] = targets  # the heads are the targets given peaks, in that order

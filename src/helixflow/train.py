@@ -7,7 +7,6 @@ early when the valid AUROC has not improved for ``patience`` epochs.
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from .early_stopping import EarlyStopping, chosen_epoch
 from .errors import InputError
 from .losses import LOSSES, make_loss
 from .models.cnn import BindingCNN, CNNConfig, n_parameters
@@ -97,7 +97,7 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
                         cfg.pos_weight, cfg.focal_gamma, cfg.focal_alpha)
     X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
-    rows, best, best_auroc, since_best = [], None, -np.inf, 0
+    rows, stopper = [], EarlyStopping(cfg.patience)
     started = time.time()
     for epoch in range(1, cfg.epochs + 1):
         tic = time.time()
@@ -120,23 +120,17 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
                "valid_loss": _loss(valid_logits, y_valid),
                "valid_auroc": _auroc(y_valid, valid_logits), "seconds": time.time() - tic}
         rows.append(row)
-        improved = row["valid_auroc"] > best_auroc
-        if improved or cfg.patience == 0:
-            best, best_auroc, since_best = copy.deepcopy(model.state_dict()), row[
-                "valid_auroc"], 0
-        else:
-            since_best += 1
+        improved = stopper.update(model, row["valid_auroc"])
         print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
               f"auroc {row['train_auroc']:.4f}  valid loss {row['valid_loss']:.4f} "
               f"auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
               + ("  *" if improved else ""), file=log, flush=True)
-        if cfg.patience and since_best >= cfg.patience:
+        if stopper.should_stop:
             print(f"early stop: valid AUROC not better for {cfg.patience} epochs", file=log)
             break
-    model.load_state_dict(best)
-    model.eval()
+    stopper.restore(model)
     history = pd.DataFrame(rows)
-    chosen = history.loc[history["valid_auroc"].idxmax()] if cfg.patience else history.iloc[-1]
+    chosen = chosen_epoch(history, cfg.patience)
     summary = {"n_params": n_parameters(model), "epochs_run": len(rows),
                "best_epoch": int(chosen["epoch"]), "valid_auroc": float(chosen["valid_auroc"]),
                "train_auroc": float(chosen["train_auroc"]), "seconds": time.time() - started,
