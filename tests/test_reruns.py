@@ -15,7 +15,7 @@ from tiny_project import REPO, snakemake
 pytestmark = pytest.mark.workflow
 DATA_RULES = {"stage_input", "index_genome", "check_peaks", "windows", "check_splits",
               "shards"}
-FIGURE_RULES = ["plot_roc_pr", "plot_logos", "plot_sweep", "plot_metrics"]
+FIGURE_RULES = ["plot_roc_pr", "plot_logos", "plot_sweep", "plot_metrics", "motif_compare"]
 
 
 @pytest.fixture

@@ -192,6 +192,10 @@ def figure_outputs():
     stems += [f"{t}_{kind}" for t in TARGETS for kind in ("roc_pr", "filter_logos")]
     if SWEEP_ARMS:
         stems += ["sweep_learning_curves", "sweep_bias_variance"]
+    if ATTRIBUTIONS:
+        stems += [f"{t}_motifs_beside" for t in TARGETS]
+    if PRETRAINING:
+        stems.append("label_efficiency")
     return [f"results/figures/{s}.{ext}" for s in stems for ext in ("png", "svg")]
 
 
