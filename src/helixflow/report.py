@@ -29,8 +29,23 @@ def _interval(row: pd.Series, metric: str) -> str:
             f"{row[metric + '_hi']:.3f}]</small>")
 
 
+# Models in the headline table and verdicts; the other transfer variants have their own
+# section and every model stays in results/metrics/summary.tsv.
+HEADLINE_MODELS = ("cnn", "pwm_jaspar", "kmer_logreg", "cnn_multitask", "pretrained_probe")
+
+
+def headline(table: pd.DataFrame, column: str = "model") -> pd.DataFrame:
+    """The rows of the headline models, in HEADLINE_MODELS order within each target."""
+    order = {m: i for i, m in enumerate(HEADLINE_MODELS)}
+    rows = table[table[column].isin(order)]
+    targets = {t: i for i, t in enumerate(dict.fromkeys(table["target"]))}
+    return rows.sort_values([column], key=lambda c: c.map(order)).sort_values(
+        "target", key=lambda c: c.map(targets), kind="stable")
+
+
 def metrics_table(metrics: pd.DataFrame) -> str:
     """Targets as rows, models as column groups: AUROC and AUPRC with intervals."""
+    metrics = headline(metrics)
     models = list(dict.fromkeys(metrics["model"]))
     head = "".join(f"<th colspan=2>{html.escape(m)}</th>" for m in models)
     sub = "<th>AUROC</th><th>AUPRC</th>" * len(models)
@@ -57,7 +72,7 @@ def metrics_table(metrics: pd.DataFrame) -> str:
 def paired_sentences(paired: pd.DataFrame, level: float) -> str:
     """Plain-language verdicts from the paired bootstrap: better, worse or not resolved."""
     items = []
-    for target, rows in paired.groupby("target", sort=False):
+    for target, rows in headline(paired, "reference").groupby("target", sort=False):
         parts = []
         for r in rows.itertuples():
             d = f"{r.delta_auroc:+.3f} [{r.delta_auroc_lo:+.3f}, {r.delta_auroc_hi:+.3f}]"
@@ -191,6 +206,7 @@ def motif_sources_section(path: str | Path) -> str:
 def grammar_section(path: str | Path) -> str:
     """The motif pairs of the grammar step, with their clustering and best spacing."""
     table = pd.read_csv(path, sep="\t")
+    table["best_spacing"] = table["best_spacing"].astype("Int64")
     shown = table[["target", "role", "motif_a", "motif_b", "n_pos_near", "expected_pos_near",
                    "p_near", "best_spacing", "p_bonferroni"]].rename(columns={
                        "n_pos_near": "pairs near (positives)", "expected_pos_near": "expected",
@@ -297,12 +313,22 @@ def transfer_section(path: str | Path) -> str:
     wide.columns = [f"{encoder} {mode}" for encoder, mode in wide.columns]
     params = table.groupby(["encoder", "mode"], sort=False)["params_trained"].first()
     seconds = table.groupby(["encoder", "mode"], sort=False)["wall_s"].mean()
-    cost = "; ".join(f"{e} {m}: {int(n):,} parameters trained, {seconds[(e, m)]:.0f} s"
+    cost = "; ".join(f"{e} {m}: {int(n):,} parameters trained, {seconds[(e, m)]:.1f} s"
                      for (e, m), n in params.items())
+    verdict = ""
+    if {"pretrained probe", "random probe"} <= set(wide.columns):
+        wins = int((wide["pretrained probe"] > wide["random probe"]).sum())
+        verdict = (f"The probe on the pretrained encoder beats the same probe on a random "
+                   f"encoder for {wins} of {len(wide)} targets. ")
+    if {"pretrained probe", "cnn scratch"} <= set(wide.columns):
+        wins = int((wide["pretrained probe"] > wide["cnn scratch"]).sum())
+        verdict += (f"With all the labels it beats the CNN trained from scratch for {wins} of "
+                    f"{len(wide)}. ")
     return ("<h2>Transfer to TF binding (test AUROC, 100% of training labels)</h2>"
-            "<p>Mean over seeds, same held-out chromosomes and windows as the spine; the "
-            "label-efficiency figure shows 1% and 10% of the labels. Cost per run: "
-            f"{html.escape(cost)}.</p>" + table_html(wide.reset_index()))
+            f"<p>{verdict}Mean over seeds, same held-out chromosomes and windows as the "
+            "spine; the label-efficiency figure shows 1% and 10% of the labels. Cost per run "
+            f"(probes: the embedding is shared, not counted): {html.escape(cost)}.</p>"
+            + table_html(wide.reset_index()))
 
 
 SECTIONS = {"motif_sources": motif_sources_section, "grammar": grammar_section,
@@ -334,8 +360,10 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
              "<h2>Held-out performance</h2>", metrics_table(metrics_df),
              "<p>cnn = the CNN (settings chosen per target on the valid split); pwm_jaspar = the "
              "target's JASPAR PWM, best log-odds over both strands; kmer_logreg = logistic "
-             "regression on k-mer counts (k and C chosen on the valid split). Bold: best AUROC "
-             "per target.</p>",
+             "regression on k-mer counts (k and C chosen on the valid split); cnn_multitask = "
+             "the target's head of the multi-task CNN; pretrained_probe = a linear probe on the "
+             "self-supervised encoder (the other transfer variants: their own section below, "
+             "and results/metrics/summary.tsv). Bold: best AUROC per target.</p>",
              paired_sentences(pd.read_csv(paired, sep="\t"), cfg["evaluate"]["level"]),
              "<h2>Do the learned filters recover the known motif?</h2>",
              motif_sentences(motifs_df)]

@@ -592,6 +592,8 @@ def plot_label_efficiency(runs: pd.DataFrame | str | Path | Sequence[str | Path]
     styles = {"probe": "-", "finetune": "--", "freeze_unfreeze": "-.", "adapters": ":",
               "scratch": "-"}
     colours = {"pretrained": PALETTE[0], "random": PALETTE[1], "cnn": PALETTE[2]}
+    markers = {"probe": "o", "finetune": "s", "freeze_unfreeze": "^", "adapters": "D",
+               "scratch": "o"}
     n = len(targets)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -607,7 +609,7 @@ def plot_label_efficiency(runs: pd.DataFrame | str | Path | Sequence[str | Path]
                 stats = arm.groupby("fraction")["test_auroc"].agg(["mean", "min", "max"])
                 colour = colours.get(encoder, PALETTE[(3 + i) % len(PALETTE)])
                 ax.plot(stats.index, stats["mean"], color=colour, linestyle=styles.get(mode, "-"),
-                        marker="o", markersize=4)
+                        marker=markers.get(mode, "o"), markersize=5)
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=colour,
                                 alpha=0.15, linewidth=0)
             if reference is not None and target in set(reference["target"]):
@@ -621,7 +623,7 @@ def plot_label_efficiency(runs: pd.DataFrame | str | Path | Sequence[str | Path]
         for ax in axes[n:]:
             ax.set_visible(False)
         handles = [Line2D([], [], color=colours.get(e, PALETTE[(3 + i) % len(PALETTE)]),
-                          linestyle=styles.get(m, "-"), marker="o", markersize=4,
+                          linestyle=styles.get(m, "-"), marker=markers.get(m, "o"), markersize=5,
                           label=f"{e} {m}") for i, (e, m) in enumerate(arms)]
         handles.append(Line2D([], [], color="#333333", linewidth=6, alpha=0.15,
                               label="range over seeds"))
