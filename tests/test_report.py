@@ -38,9 +38,12 @@ def test_report_embeds_every_figure_and_table(report, tiny_run):
     figures = {p.name for p in (tiny_run / "results/figures").glob("*.png")}
     assert figures == {"Reb1_roc_pr.png", "Reb1_filter_logos.png", "metrics_summary.png",
                        "sweep_learning_curves.png", "sweep_bias_variance.png",
-                       "Reb1_attributions.png", "Reb1_saturation.png"}
+                       "Reb1_attributions.png", "Reb1_saturation.png", "Reb1_motifs_beside.png",
+                       "Reb1_grammar.png", "multitask_auroc.png", "multitask_filters.png",
+                       "multitask_learning_curves.png", "Reb1_imbalance.png", "Reb1_mil.png"}
     assert figures <= embedded
-    assert {"summary.html", "summary.tsv", "paired_summary.tsv", "sweep.tsv"} <= embedded
+    assert {"summary.html", "summary.tsv", "paired_summary.tsv", "sweep.tsv", "imbalance.tsv",
+            "receptive_field.tsv", "pairs_summary.tsv", "test_masked.tsv"} <= embedded
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs "
@@ -58,5 +61,6 @@ def test_report_renders_in_chromium(report, tmp_path):
     # only what the page rendered: drop the embedded data and code
     dom = re.sub(r"<script.*?</script>", "", dom, flags=re.S)
     for category in ("1. Summary", "2. Held-out evaluation", "3. Overfitting experiment",
-                     "4. Motifs", "7. Attributions"):
+                     "4. Motifs", "7. Attributions", "8. Motif grammar", "9. Multi-task",
+                     "10. Imbalance", "11. Multiple-instance learning"):
         assert category in dom, f"{category!r} missing from the rendered report"

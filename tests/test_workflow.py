@@ -258,6 +258,13 @@ def test_killed_pretraining_resumes_to_the_same_result(tmp_path):
         make_project(root, pretraining=TINY_PRETRAINING)
     result = snakemake(straight, target)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not planned_jobs(snakemake(straight, target, "-n", "-q", "rules"))  # nothing to redo
+    config = yaml.safe_load((straight / "config.yaml").read_text())
+    config["pretraining"]["corpus"]["k"] = 2                   # another tokenizer
+    (straight / "changed.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs(snakemake(straight, target, "-n", "-q", "rules",
+                                  configfile=straight / "changed.yaml"))
+    assert set(jobs) == {"corpus", "pretrain"}, jobs          # the shards and what follows only
 
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(killed),

@@ -51,6 +51,9 @@ if PRETRAINING:
         params:
             out_dir=lambda w, output: Path(output.record).parent,
             json=as_json({**PRETRAINING["params"], "seed": config["seed"]}),
+            # several GPUs: one DDP process each, started by torchrun on the job's node
+            launcher=f"torchrun --standalone --nproc-per-node {PRETRAINING['gpus']} "
+            "$(command -v helixflow)" if PRETRAINING["gpus"] > 1 else "helixflow",
             code=CODE["pretrain"],
         log:
             "results/logs/pretrain.log",
@@ -60,11 +63,11 @@ if PRETRAINING:
         resources:
             mem_mb=8000,
             runtime=240,
-            gpu=1,
+            gpu=max(1, PRETRAINING["gpus"]),
         conda:
             "../../envs/pretrain.yaml"
         shell:
-            "helixflow pretrain --corpus {input.corpus} --valid {input.valid} "
+            "{params.launcher} pretrain --corpus {input.corpus} --valid {input.valid} "
             "--out-dir {params.out_dir} --threads {threads} --params {params.json:q} 2> {log}"
 
     rule pretrain_diagnostics:
