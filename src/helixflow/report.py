@@ -14,8 +14,9 @@ from .files import atomic_path, read_json, sha256sum
 from .records import package_versions
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:70em;margin:1.5em auto;color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
+body{font-family:system-ui,sans-serif;max-width:84em;margin:1.5em auto;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:.6em 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:.25em .5em}table.wide{font-size:90%}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td small{color:#555;display:block;font-size:80%}
 .ok{color:#0a6e31;font-weight:600}.no{color:#a3261b;font-weight:600}
@@ -65,7 +66,7 @@ def metrics_table(metrics: pd.DataFrame) -> str:
                          f"<td class=num>{_interval(r, 'auprc')}</td>")
         body.append(f"<tr><td>{html.escape(target)}</td><td class=num>{first['n_pos']}</td>"
                     f"<td class=num>{first['n_neg']}</td>{''.join(cells)}</tr>")
-    return (f"<table><tr><th rowspan=2>target</th><th rowspan=2>test +</th>"
+    return (f"<table class=wide><tr><th rowspan=2>target</th><th rowspan=2>test +</th>"
             f"<th rowspan=2>test −</th>{head}</tr><tr>{sub}</tr>{''.join(body)}</table>")
 
 
