@@ -65,7 +65,7 @@ def test_end_to_end_metrics_and_layout(tiny_run):
     summary = pd.read_csv(tiny_run / "results/metrics/summary.tsv", sep="\t")
     assert list(summary.columns) == ["target", "model", "split", "n_pos", "n_neg", "auroc",
                                      "auroc_lo", "auroc_hi", "auprc", "auprc_lo", "auprc_hi"]
-    assert set(summary["model"]) == {"cnn", "pwm_jaspar", "kmer_logreg"}
+    assert set(summary["model"]) == {"cnn", "pwm_jaspar", "kmer_logreg", "cnn_multitask"}
     assert (summary["split"] == "test").all()
     cnn = summary[summary["model"] == "cnn"].iloc[0]
     assert cnn["auroc"] > 0.9 and cnn["auroc_lo"] <= cnn["auroc"] <= cnn["auroc_hi"]
