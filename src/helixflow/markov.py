@@ -392,24 +392,30 @@ def paired_difference_bits(logp_a: np.ndarray, logp_b: np.ndarray,
 
 
 def plot_diagnostics(table: pd.DataFrame, selected: dict[str, str], path_png: str | Path) -> None:
-    """Held-out cross-entropy (bits per token) of the MLM and every baseline, one bar each."""
+    """Held-out cross-entropy (bits per token) of the MLM and every baseline, one dot each.
+
+    Dots, not bars: the differences are hundredths of a bit, so the axis cannot start at zero.
+    """
+    from matplotlib.lines import Line2D
+
     from .plots import GREY, PALETTE, new_figure, save_figure
 
-    fig = new_figure(max(4.0, 0.4 * len(table) + 1.5), 3.2)
+    fig = new_figure(6.5, max(3.0, 0.28 * len(table) + 1.2))
     ax = fig.add_subplot(1, 1, 1)
-    colours = [PALETTE[0] if c == "mlm" else PALETTE[1] if c == "markov" else PALETTE[2]
-               for c in table["context"]]
-    bars = ax.bar(range(len(table)), table["cross_entropy_bits"], color=colours)
-    for bar, name in zip(bars, table["model"], strict=True):
-        if name in selected.values():
-            bar.set_edgecolor("black")
-            bar.set_linewidth(1.5)
-    ax.axhline(table["cross_entropy_bits"].iloc[0], color=GREY, linestyle=":", linewidth=1,
-               label="MLM")
-    ax.set_xticks(range(len(table)), table["model"], rotation=60, ha="right", fontsize=7)
-    low = float(table["cross_entropy_bits"].min())
-    high = float(table["cross_entropy_bits"].max())
-    ax.set_ylim(max(0.0, low - 0.1 * (high - low + 0.05)), high + 0.05 * (high - low + 0.05))
-    ax.set_ylabel("held-out cross-entropy (bits/token)")
-    ax.set_title("masked-token prediction: MLM vs k-mer count baselines", fontsize=9)
+    colour = {"mlm": PALETTE[0], "markov": PALETTE[1], "bidirectional": PALETTE[2]}
+    y = np.arange(len(table))[::-1]
+    for yi, row in zip(y, table.itertuples(), strict=True):
+        chosen = row.model in selected.values()
+        ax.plot(row.cross_entropy_bits, yi, "o", color=colour.get(row.context, GREY),
+                markersize=8 if chosen else 6, markeredgecolor="black" if chosen else "none")
+    ax.axvline(table["cross_entropy_bits"].iloc[0], color=GREY, linestyle=":", linewidth=1)
+    ax.set_yticks(y, table["model"], fontsize=8)
+    ax.set_xlabel("held-out cross-entropy (bits/token; lower is better)")
+    ax.set_title("Masked-token prediction on the test chromosomes", fontsize=10)
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=n)
+               for n, c in (("pretrained encoder (MLM)", PALETTE[0]), ("Markov, order k",
+                            PALETTE[1]), ("bidirectional k-mer counts", PALETTE[2]))]
+    handles.append(Line2D([], [], marker="o", linestyle="", color="white",
+                          markeredgecolor="black", label="order chosen on held-in tokens"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     save_figure(fig, path_png)
