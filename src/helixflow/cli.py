@@ -292,19 +292,10 @@ def _pairs(items: list[str]) -> dict[str, str]:
 
 
 def cmd_multitask(a: argparse.Namespace) -> None:
-    import pandas as pd
-
     from .genome import read_aliases, read_fai
     from .multitask import run_multitask
-    metrics = a.metrics
-    if len(metrics) > 1:  # per-target tables: one in-memory concatenation
-        import tempfile
-        tmp = Path(tempfile.mkdtemp()) / "metrics.tsv"
-        pd.concat([pd.read_csv(m, sep="\t") for m in metrics]).to_csv(tmp, sep="\t",
-                                                                        index=False)
-        metrics = [str(tmp)]
     summary = run_multitask(a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
-                            _pairs(a.peaks), _pairs(a.shards), metrics[0], a.out_dir,
+                            _pairs(a.peaks), _pairs(a.shards), a.metrics, a.out_dir,
                             a.figure_dir, a.params, single_task_predictions=_pairs(a.predictions))
     print(f"multi-task: {len(a.peaks)} targets in {summary.get('seconds', 0):.0f} s",
           file=sys.stderr)
@@ -325,22 +316,8 @@ def cmd_mil(a: argparse.Namespace) -> None:
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
-    from .corpus import build_corpus
-    from .genome import read_fai
-    from .intervals import resolve_splits
-    from .records import write_record
-    from .tokenize import Tokenizer
-    p, s = a.params, a.splits
-    split_of = resolve_splits(read_fai(f"{a.fasta}.fai"), s["valid"], s["test"], s.get("train"))
-    chroms = [c for c, split in split_of.items() if split == a.split]
-    stride = p["stride_bp"] if a.split == "train" else p["heldout_stride_bp"]
-    manifest = build_corpus(a.fasta, chroms, a.out_dir, Tokenizer(p["k"], p["token_stride"]),
-                            window_bp=p["window_bp"], stride_bp=stride,
-                            max_n_fraction=p["max_n_fraction"], shard_windows=p["shard_windows"],
-                            split=a.split, workers=a.threads,
-                            excluded=[c for c in split_of if c not in chroms])
-    write_record(Path(a.out_dir) / "record.json", "corpus", {**p, "split": a.split},
-                 {"fasta": a.fasta}, manifest["counts"])
+    from .corpus import run_split_corpus
+    run_split_corpus(a.fasta, a.out_dir, a.split, a.splits, a.params, workers=a.threads)
 
 
 def cmd_pretrain(a: argparse.Namespace) -> None:
@@ -355,14 +332,12 @@ def cmd_pretrain_diagnostics(a: argparse.Namespace) -> None:
 
 
 def cmd_transfer(a: argparse.Namespace) -> None:
-    from .files import read_json
     from .records import write_record
     from .transfer import run_transfer
     summary = run_transfer(a.target, a.shards, a.encoder_dir, a.out_dir, a.params)
     write_record(Path(a.out_dir) / "record.json", "transfer", summary["params"],
                  {"shards": a.shards, "encoder": f"{a.encoder_dir}/model.safetensors"},
-                 {k: v for k, v in read_json(Path(a.out_dir) / "summary.json").items()
-                  if k != "params"})
+                 {k: v for k, v in summary.items() if k != "params"})
 
 
 def cmd_transfer_summary(a: argparse.Namespace) -> None:

@@ -72,6 +72,31 @@ def run_pretrain_corpus(fasta: str | Path, out_dir: str | Path, params: dict | N
             "n_shards": len(manifest["shards"]), **manifest["counts"]}
 
 
+def run_split_corpus(fasta: str | Path, out_dir: str | Path, split: str, splits: dict,
+                     params: dict, workers: int = 1) -> dict:
+    """The corpus of one split's chromosomes (the workflow's step), with a ``record.json``.
+
+    ``splits``: the config's valid/test(/train) chromosome lists; ``params``: the tokenizer and
+    tiling (k, token_stride, window_bp, stride_bp for train, heldout_stride_bp for valid and
+    test, max_n_fraction, shard_windows). Chromosomes of the other splits are never read.
+    """
+    from .genome import read_fai
+    from .intervals import resolve_splits
+    from .records import write_record
+    split_of = resolve_splits(read_fai(f"{fasta}.fai"), splits["valid"], splits["test"],
+                              splits.get("train"))
+    chroms = [c for c, s in split_of.items() if s == split]
+    stride = params["stride_bp"] if split == "train" else params["heldout_stride_bp"]
+    manifest = build_corpus(fasta, chroms, out_dir, Tokenizer(params["k"], params["token_stride"]),
+                            window_bp=params["window_bp"], stride_bp=stride,
+                            max_n_fraction=params["max_n_fraction"],
+                            shard_windows=params["shard_windows"], split=split, workers=workers,
+                            excluded=[c for c in split_of if c not in chroms])
+    write_record(Path(out_dir) / "record.json", "corpus", {**params, "split": split},
+                 {"fasta": fasta}, manifest["counts"])
+    return manifest
+
+
 def read_fai_records(fasta: str | Path) -> dict[str, tuple[int, int, int, int]]:
     """``{chrom: (length, offset, line_bases, line_bytes)}`` from ``fasta.fai``, in file order."""
     fai = Path(f"{fasta}.fai")

@@ -53,6 +53,11 @@ def _check_binary(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndar
     return y, score
 
 
+def auroc_or_nan(y: np.ndarray, score: np.ndarray) -> float:
+    """AUROC, or NaN when ``y`` holds one class only (an early epoch's tiny subset)."""
+    return float(roc_auc_score(y, score)) if 0 < np.sum(y) < len(y) else float("nan")
+
+
 def auroc_auprc_from_counts(pos_counts: np.ndarray,
                             neg_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """AUROC and average precision from score histograms, exact and tie-aware.

@@ -7,9 +7,12 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+import pandas as pd
 import pyfaidx
 import pysam
 
+from .encode import one_hot_batch
 from .errors import InputError
 from .files import atomic_path
 
@@ -179,3 +182,23 @@ class Genome:
 
     def close(self) -> None:
         self._fasta.close()
+
+
+def one_hot_windows(fasta: str | Path, windows: pd.DataFrame, width: int | None = None,
+                    chunk: int = 4096) -> np.ndarray:
+    """One-hot sequences of ``windows`` (chrom, start, end; one width), read in chunks.
+
+    Returns uint8, shape=(n, 4, width); ``width`` is only needed for an empty table.
+    """
+    if width is None:
+        width = int((windows["end"] - windows["start"]).iloc[0]) if len(windows) else 0
+    out = np.zeros((len(windows), 4, width), dtype=np.uint8)
+    rows = list(zip(windows["chrom"], windows["start"], windows["end"], strict=True))
+    genome = Genome(fasta)
+    try:
+        for i in range(0, len(rows), chunk):
+            out[i:i + chunk] = one_hot_batch([genome.fetch(c, s, e) for c, s, e in
+                                              rows[i:i + chunk]])
+    finally:
+        genome.close()
+    return out

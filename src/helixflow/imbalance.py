@@ -23,11 +23,10 @@ import numpy as np
 import pandas as pd
 
 from .config import overlay
-from .encode import one_hot_batch
 from .errors import InputError
 from .evaluate import bootstrap_metrics, precision_at_recall
 from .files import write_tsv
-from .genome import Genome
+from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
     drop_overlapping,
@@ -148,13 +147,7 @@ def at_ratio(table: pd.DataFrame, split: str, ratio: float) -> pd.DataFrame:
 
 def encode_windows(table: pd.DataFrame, fasta: str | Path) -> np.ndarray:
     """One-hot sequences of ``table``'s windows, uint8 shape=(n, 4, width)."""
-    genome = Genome(fasta)
-    try:
-        seqs = [genome.fetch(c, s, e) for c, s, e in zip(table["chrom"], table["start"],
-                                                          table["end"], strict=True)]
-    finally:
-        genome.close()
-    return one_hot_batch(seqs)
+    return one_hot_windows(fasta, table)
 
 
 # ----------------------------------------------------------------------------- experiment

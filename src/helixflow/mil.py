@@ -26,15 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import norm
-from sklearn.metrics import roc_auc_score
 
 from .config import overlay
 from .early_stopping import EarlyStopping, chosen_epoch
-from .encode import one_hot_batch
 from .errors import InputError
-from .evaluate import bootstrap_metrics
+from .evaluate import auroc_or_nan, bootstrap_metrics
 from .files import write_tsv
-from .genome import Genome
+from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
     drop_overlapping,
@@ -140,12 +138,7 @@ def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
 
 def encode_bags(table: pd.DataFrame, fasta: str | Path) -> np.ndarray:
     """One-hot bags, uint8 shape=(n, 4, bag)."""
-    genome = Genome(fasta)
-    try:
-        return one_hot_batch([genome.fetch(c, s, e) for c, s, e in
-                              zip(table["chrom"], table["start"], table["end"], strict=True)])
-    finally:
-        genome.close()
+    return one_hot_windows(fasta, table)
 
 
 # ----------------------------------------------------------------------------- training
@@ -178,9 +171,6 @@ def predict_bags(model: AttentionMIL, X: np.ndarray,
         return np.zeros(0, np.float32), np.zeros((0, model.n_instances), np.float32)
     return np.concatenate(logits), np.concatenate(attention)
 
-
-def _auroc(y: np.ndarray, score: np.ndarray) -> float:
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def train_mil(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
@@ -219,7 +209,7 @@ def train_mil(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
             total += loss.item() * len(idx)
         valid_logits, _ = predict_bags(model, X_valid)
         row = {"epoch": epoch, "train_loss": total / len(X),
-               "valid_auroc": _auroc(np.asarray(y_valid), valid_logits),
+               "valid_auroc": auroc_or_nan(np.asarray(y_valid), valid_logits),
                "seconds": time.time() - tic}
         rows.append(row)
         improved = stopper.update(model, row["valid_auroc"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,6 @@ from sklearn.metrics import roc_auc_score
 
 from .config import overlay
 from .early_stopping import EarlyStopping, chosen_epoch
-from .encode import one_hot_batch
 from .errors import InputError
 from .evaluate import (
     METRIC_COLUMNS,
@@ -51,7 +50,7 @@ from .evaluate import (
     write_predictions,
 )
 from .files import write_tsv
-from .genome import Genome
+from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
     drop_overlapping,
@@ -290,17 +289,7 @@ def label_counts(labels: np.ndarray, splits: np.ndarray, targets: list[str]) -> 
 
 def encode_windows(fasta: str | Path, windows: pd.DataFrame, chunk: int = 4096) -> np.ndarray:
     """One-hot windows streamed from the FASTA: uint8, shape=(n, 4, width)."""
-    width = int((windows["end"] - windows["start"]).iloc[0]) if len(windows) else 0
-    out = np.zeros((len(windows), 4, width), dtype=np.uint8)
-    genome = Genome(fasta)
-    try:
-        rows = list(zip(windows["chrom"], windows["start"], windows["end"], strict=True))
-        for i in range(0, len(rows), chunk):
-            out[i:i + chunk] = one_hot_batch([genome.fetch(c, s, e) for c, s, e in
-                                              rows[i:i + chunk]])
-    finally:
-        genome.close()
-    return out
+    return one_hot_windows(fasta, windows, chunk=chunk)
 
 
 # ---------------------------------------------------------------- training
@@ -727,7 +716,8 @@ def filter_report(model: MultiTaskCNN, X: np.ndarray, Y: np.ndarray, out_dir: Pa
 def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[str, str],
                   blacklist: str | Path | None, peaks: Mapping[str, str | Path],
                   single_task_shards: Mapping[str, str | Path],
-                  single_task_metrics_tsv: str | Path, out_dir: str | Path,
+                  single_task_metrics_tsv: str | Path | Sequence[str | Path],
+                  out_dir: str | Path,
                   figure_dir: str | Path, params: dict | None = None,
                   single_task_predictions: Mapping[str, str | Path] | None = None,
                   log=sys.stderr) -> dict:
@@ -776,7 +766,10 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
         write_predictions(out_dir / "masked_predictions" / f"{target}.tsv", test_names[known],
                           labels[part["test"], t][known], test_scores[known, t])
 
-    single_metrics = pd.read_csv(single_task_metrics_tsv, sep="\t")
+    metric_tables = ([single_task_metrics_tsv] if isinstance(single_task_metrics_tsv, str | Path)
+                     else list(single_task_metrics_tsv))        # one table, or one per target
+    single_metrics = pd.concat([pd.read_csv(t, sep="\t") for t in metric_tables],
+                               ignore_index=True)
     auroc, metric_rows = compare_single_task(
         model, single_task_shards, single_metrics, single_task_predictions or {}, split_of,
         sizes, aliases, p, out_dir / "predictions")
@@ -807,7 +800,7 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
         "filters": filters, "seconds": round(time.time() - started, 1),
     }
     inputs = {"fasta": fasta, "blacklist": blacklist or "",
-              "single_task_metrics": single_task_metrics_tsv,
+              **{f"single_task_metrics:{i}": t for i, t in enumerate(metric_tables)},
               **{f"peaks:{t}": path for t, path in peaks.items()},
               **{f"shards:{t}": path for t, path in single_task_shards.items()},
               **{f"predictions:{t}": path for t, path in (single_task_predictions or {}).items()}}

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tangermeme.ersatz import dinucleotide_shuffle
 
-from .encode import ALPHABET, one_hot_batch
+from .encode import ALPHABET
 from .errors import InputError
 from .files import atomic_path, read_json, sha256sum, write_json
-from .genome import Genome
+from .genome import one_hot_windows
 from .intervals import SPLITS, read_windows
 
 
@@ -50,7 +50,6 @@ def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path
     """
     out_dir = Path(out_dir)
     windows = read_windows(windows_bed)
-    genome = Genome(fasta)
     widths = set((windows["end"] - windows["start"]).tolist())
     if len(widths) != 1:
         raise InputError(f"windows have several widths {sorted(widths)}", path=windows_bed,
@@ -60,9 +59,7 @@ def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path
                 "sources": {"windows": sha256sum(windows_bed), **(sources or {})}}
     for split in SPLITS:
         part = windows[windows["split"] == split].reset_index(drop=True)
-        seqs = [genome.fetch(c, s, e) for c, s, e in zip(part["chrom"], part["start"],
-                                                          part["end"], strict=True)]
-        X = one_hot_batch(seqs) if seqs else np.zeros((0, 4, manifest["window"]), np.uint8)
+        X = one_hot_windows(fasta, part, width=manifest["window"])
         shuffle = (part["kind"] == "shuffle").to_numpy()
         if shuffle.any():
             X[shuffle] = shuffled_sequences(X[shuffle], seed + SPLITS.index(split))
@@ -77,7 +74,6 @@ def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path
             "y": _write_array(out_dir / f"{split}.y.npy", y),
             "names": {"file": names_path.name, "sha256": sha256sum(names_path)},
         }
-    genome.close()
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .early_stopping import EarlyStopping, chosen_epoch
 from .errors import InputError
+from .evaluate import auroc_or_nan
 from .losses import LOSSES, make_loss
 from .models.cnn import BindingCNN, CNNConfig, n_parameters
 from .seeding import seed_everything
@@ -63,9 +63,6 @@ def predict(model: BindingCNN, X: np.ndarray, batch_size: int = 512,
         out.append(logit)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
-
-def _auroc(y: np.ndarray, score: np.ndarray) -> float:
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
 
 
 def _loss(logits: np.ndarray, y: np.ndarray) -> float:
@@ -116,9 +113,9 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
         train_logits = predict(model, X_train, rc_average=cfg.rc_average)
         valid_logits = predict(model, X_valid, rc_average=cfg.rc_average)
         row = {"epoch": epoch, "train_loss": _loss(train_logits, y_train),
-               "train_auroc": _auroc(y_train, train_logits),
+               "train_auroc": auroc_or_nan(y_train, train_logits),
                "valid_loss": _loss(valid_logits, y_valid),
-               "valid_auroc": _auroc(y_valid, valid_logits), "seconds": time.time() - tic}
+               "valid_auroc": auroc_or_nan(y_valid, valid_logits), "seconds": time.time() - tic}
         rows.append(row)
         improved = stopper.update(model, row["valid_auroc"])
         print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "

@@ -40,84 +40,32 @@ import pandas as pd
 import torch
 from matplotlib.lines import Line2D
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from .errors import InputError
-from .evaluate import write_predictions
+from .evaluate import auroc_or_nan, write_predictions
 from .files import write_json, write_tsv
 from .models.adapters import add_adapters, n_trainable
-from .models.cnn import n_parameters as cnn_parameters
 from .models.encoders import build_encoder, encoder_tokenizer, load_encoder, n_parameters
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .seeding import seed_everything
 from .shards import Split, load_split
 from .tokenize import SPECIALS, UNK, Tokenizer
+from .transfer_grid import (  # noqa: F401  (DEFAULTS, FULL_GRID: the public settings)
+    DEFAULTS,
+    ENCODER_MODES,
+    FULL_GRID,
+    headline_predictions,
+    mode_grid,
+    prediction_path,
+    resolve_params,
+)
 
 RUN_COLUMNS = ["target", "encoder", "mode", "fraction", "seed", "n_train", "params_trained",
                "params_total", "wall_s", "valid_auroc", "test_auroc", "test_auprc",
                "n_pos_train", "shared_s", "choice", "device"]
-ENCODER_MODES = ("probe", "finetune", "freeze_unfreeze", "adapters")
-
-# Sized for a CPU: the five default yeast targets (200-bp windows, the default transformer)
-# took 556 s in all at 1 thread on a shared 2-core machine: 57% embedding every window with both
-# encoders, 24% the 45 CNNs, 16% the 90 probes. Training modes cost ~4 min per run at 100% of
-# Reb1 on that CPU, hence off by default (FULL_GRID below).
-DEFAULTS: dict = {
-    "encoders": ["pretrained", "random", "cnn"],
-    "modes": ["probe"],
-    "fractions": [0.01, 0.1, 1.0],
-    "seeds": [0, 1, 2],
-    # fractions and seeds of the modes that train encoder weights (finetune, freeze_unfreeze,
-    # adapters), which cost far more than a probe on a CPU; None = the same as the probe's
-    "trained_fractions": None,
-    "trained_seeds": None,
-    "seed": 0,                     # random encoder's initialisation
-    "min_per_class": 5,
-    "encoder": {},                 # config of the random encoder when no pretrained one is given
-    "probe": {"C": [0.001, 0.01, 0.1, 1.0, 10.0], "max_iter": 5000},
-    "finetune": {"lr": 1e-4, "weight_decay": 0.01, "epochs": 10, "patience": 3,
-                 "batch_size": 32, "min_batches": 8},
-    "freeze_unfreeze": {"head_lr": 1e-2, "head_epochs": 50, "lr": 1e-4, "weight_decay": 0.01,
-                        "epochs": 10, "patience": 3, "batch_size": 32, "min_batches": 8},
-    "adapters": {"param_fraction": 0.01, "lr": 1e-3, "weight_decay": 0.0, "epochs": 10,
-                 "patience": 3, "batch_size": 32, "min_batches": 8},
-    "cnn": {"architecture": {"filters": 32, "kernel": 19, "pool": 0, "dense": 32,
-                             "dropout": 0.2},
-            "training": {"epochs": 60, "batch_size": 64, "lr": 0.003, "weight_decay": 1e-4,
-                         "patience": 8, "rc_augment": True, "rc_average": True}},
-    "batch_size_eval": 128,
-    "device": "auto",              # "auto" = cuda when available (bf16 autocast), else cpu
-    "threads": 1,
-}
-
-# Every mode at every fraction and seed, for a GPU: 72 runs per encoder architecture and target,
-# 190-335 s per target on one H100 with ten such jobs sharing it.
-FULL_GRID = {"modes": list(ENCODER_MODES)}
-
-
-def resolve_params(params: dict | None) -> dict:
-    """``DEFAULTS`` updated with ``params`` (nested dicts merged one level); checks values."""
-    params = params or {}
-    unknown = sorted(set(params) - set(DEFAULTS))
-    if unknown:
-        raise InputError(f"unknown transfer parameter(s): {', '.join(unknown)}",
-                         fix=f"use only {', '.join(DEFAULTS)}")
-    p = copy.deepcopy(DEFAULTS)
-    for key, value in params.items():
-        p[key] = {**p[key], **value} if isinstance(p[key], dict) and key != "encoder" \
-            else copy.deepcopy(value)
-    bad_modes = sorted(set(p["modes"]) - set(ENCODER_MODES))
-    bad_encoders = sorted(set(p["encoders"]) - {"pretrained", "random", "cnn"})
-    if bad_modes or bad_encoders:
-        raise InputError(f"unknown mode(s) {bad_modes} or encoder(s) {bad_encoders}",
-                         fix=f"modes from {list(ENCODER_MODES)}; encoders from "
-                         "['pretrained', 'random', 'cnn']")
-    if not p["fractions"] or not all(0 < f <= 1 for f in p["fractions"]):
-        raise InputError(f"fractions must lie in (0, 1], got {p['fractions']}")
-    return p
-
 
 # --- data ---------------------------------------------------------------------------------
 
@@ -166,9 +114,6 @@ def _check_classes(y: np.ndarray, split: str, manifest: Path) -> None:
 
 
 # --- scoring ------------------------------------------------------------------------------
-
-def _auroc(y: np.ndarray, score: np.ndarray) -> float:
-    return float(roc_auc_score(y, score)) if 0 < np.sum(y) < len(y) else float("nan")
 
 
 def _autocast(device: torch.device):
@@ -228,7 +173,7 @@ def run_probe(F_train: np.ndarray, y_train: np.ndarray, F_valid: np.ndarray,
     best = None
     for C in settings["C"]:
         clf = LogisticRegression(C=C, max_iter=settings["max_iter"]).fit(Z_train, y_train)
-        auc = _auroc(y_valid, clf.decision_function(Z_valid))
+        auc = auroc_or_nan(y_valid, clf.decision_function(Z_valid))
         if best is None or auc > best[0]:
             best = (auc, C, clf)
     auc, C, clf = best
@@ -265,7 +210,7 @@ def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.
             loss = loss_fn(logits.float(), target[idx].to(device))
             loss.backward()
             optimizer.step()
-        auc = _auroc(y_valid, predict_logits(model, valid_tokens, eval_batch))
+        auc = auroc_or_nan(y_valid, predict_logits(model, valid_tokens, eval_batch))
         print(f"  epoch {epoch}: loss {loss.item():.4f} valid auroc {auc:.4f}", file=log,
               flush=True)
         if auc > best_auc:
@@ -299,7 +244,7 @@ def _train_head_on_embeddings(head: nn.Linear, F_train: np.ndarray, y: np.ndarra
             loss_fn(head(X[idx]).squeeze(-1), target[idx]).backward()
             optimizer.step()
         with torch.no_grad():
-            auc = _auroc(y_valid, head(Xv).squeeze(-1).double().cpu().numpy())
+            auc = auroc_or_nan(y_valid, head(Xv).squeeze(-1).double().cpu().numpy())
         if auc > best_auc:
             best_auc, best_state = auc, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
@@ -335,7 +280,7 @@ def _seed(seed: int, threads: int, device: torch.device) -> torch.Generator:
 
 
 def _scores(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
-    return _auroc(y, score), float(average_precision_score(y, score))
+    return auroc_or_nan(y, score), float(average_precision_score(y, score))
 
 
 def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Path | None,
@@ -404,16 +349,10 @@ def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Pa
                     "device": str(device), "encoder_config": config,
                     "encoder_dir": None if encoder_dir is None else str(encoder_dir),
                     "params": p})
-    first = min(p["seeds"])
-    summary["headline_predictions"] = {
-        f"{r.encoder}_{r.mode}": str(_prediction_path(out_dir, r.encoder, r.mode, 1.0, first))
-        for r in runs.itertuples() if r.fraction == 1.0 and r.seed == first}
+    summary["headline_predictions"] = {name: str(out_dir / relative)
+                                       for name, relative in headline_predictions(p).items()}
     write_json(out_dir / "summary.json", summary)
     return summary
-
-
-def _prediction_path(out_dir: Path, encoder: str, mode: str, fraction: float, seed: int) -> Path:
-    return out_dir / "predictions" / f"{encoder}_{mode}_f{fraction:g}_s{seed}.tsv"
 
 
 def _add_run(rows: list[dict], row: dict, out_dir: Path) -> None:
@@ -437,9 +376,7 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
         print(f"{target} {name}: embedded {sum(len(t) for t in tokens.values())} windows in "
               f"{shared_s:.1f}s", file=log, flush=True)
     for mode in p["modes"]:
-        trains_weights = mode != "probe"
-        fractions = (p["trained_fractions"] if trains_weights else None) or p["fractions"]
-        seeds = (p["trained_seeds"] if trains_weights else None) or p["seeds"]
+        fractions, seeds = mode_grid(p, mode)
         for fraction in fractions:
             for seed in seeds:
                 idx = label_subset(y["train"], fraction, seed, p["min_per_class"])
@@ -459,7 +396,7 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
                     run_shared = float("nan")
                 wall = time.time() - tic
                 test_auc, test_ap = _scores(y["test"], score)
-                write_predictions(_prediction_path(out_dir, name, mode, fraction, seed),
+                write_predictions(prediction_path(out_dir, name, mode, fraction, seed),
                                   splits["test"].names, y["test"], score)
                 row = {"target": target, "encoder": name, "mode": mode, "fraction": fraction,
                        "seed": seed, "n_train": len(idx), "params_trained": trained,
@@ -526,9 +463,9 @@ def _cnn_runs(target: str, splits: dict[str, Split], y: dict, p: dict, out_dir: 
             score = predict(model, X["test"], rc_average=cfg.rc_average).astype(np.float64)
             wall = time.time() - tic
             test_auc, test_ap = _scores(y["test"], score)
-            write_predictions(_prediction_path(out_dir, "cnn", "scratch", fraction, seed),
+            write_predictions(prediction_path(out_dir, "cnn", "scratch", fraction, seed),
                               splits["test"].names, y["test"], score)
-            n = cnn_parameters(model)
+            n = n_parameters(model)
             row = {"target": target, "encoder": "cnn", "mode": "scratch",
                    "fraction": fraction, "seed": seed, "n_train": len(idx),
                    "params_trained": n, "params_total": n, "wall_s": wall,

@@ -31,9 +31,11 @@ CODE = {
     "genome": code_digest("genome"),
     "windows": code_digest("intervals", "genome"),
     "peak_calling": code_digest("peak_calling", "genome", "records"),
-    "shards": code_digest("shards", "encode"),
-    "train": code_digest("train", "seeding", "models/cnn"),
-    "sweep": code_digest("train", "seeding", "sweep", "models/cnn"),
+    "shards": code_digest("shards", "encode", "genome"),
+    "train": code_digest("train", "seeding", "early_stopping", "losses", "evaluate",
+                         "models/cnn", "models/weights"),
+    "sweep": code_digest("train", "seeding", "early_stopping", "losses", "evaluate", "sweep",
+                         "models/cnn", "models/weights"),
     "kmers": code_digest("kmers"),
     "pwm": code_digest("motifs"),
     "evaluate": code_digest("evaluate"),
@@ -41,20 +43,22 @@ CODE = {
     "plots": code_digest("plots", "motifs"),
     "report": code_digest("report"),
     "attributions": code_digest("attribution", "attribution_report", "motifs"),
-    "multitask": code_digest("multitask", "models/multitask", "intervals", "motifs",
-                             "evaluate", "plots"),
-    "imbalance": code_digest("imbalance", "losses", "train", "models/cnn", "intervals",
-                             "evaluate", "plots"),
-    "mil": code_digest("mil", "models/mil", "intervals", "motifs", "evaluate", "plots"),
+    "multitask": code_digest("multitask", "models/multitask", "models/weights", "genome",
+                             "intervals", "motifs", "evaluate", "early_stopping", "config",
+                             "plots"),
+    "imbalance": code_digest("imbalance", "losses", "train", "early_stopping", "models/cnn",
+                             "genome", "intervals", "evaluate", "config", "plots"),
+    "mil": code_digest("mil", "models/mil", "genome", "intervals", "motifs", "evaluate",
+                       "early_stopping", "config", "plots"),
     "corpus": code_digest("corpus", "tokenize", "intervals"),
     "pretrain": code_digest("pretrain", "objectives", "loader", "markov", "seeding",
-                            "models/encoders", "models/transformer", "models/dilated",
+                            "models/weights", "models/encoders", "models/transformer", "models/dilated",
                             "models/rc"),
     "diagnostics": code_digest("markov", "objectives", "loader", "models/encoders",
                                "models/transformer", "models/dilated", "models/rc", "plots"),
-    "transfer": code_digest("transfer", "train", "models/cnn", "models/encoders",
-                            "models/transformer", "models/dilated", "models/rc",
-                            "models/adapters", "plots"),
+    "transfer": code_digest("transfer", "transfer_grid", "train", "models/cnn",
+                            "models/weights", "models/encoders", "models/transformer",
+                            "models/dilated", "models/rc", "models/adapters", "plots"),
     "grammar": code_digest("grammar", "receptive_field", "motifs", "plots"),
     "motif_compare": code_digest("motif_compare", "motifs", "plots"),
     "methylation": code_digest("methylation", "methyl_mae", "plots"),
@@ -154,9 +158,7 @@ def models_of(target):
 
 
 def transfer_params():
-    """The transfer step's params: the config's over helixflow.transfer.DEFAULTS."""
-    from helixflow.transfer import resolve_params
-    return resolve_params({**PRETRAINING["transfer"], "seed": config["seed"]})
+    return {**PRETRAINING["transfer"], "seed": config["seed"]}
 
 
 def transfer_headlines():
@@ -164,15 +166,9 @@ def transfer_headlines():
     first seed: scored beside the spine's models in the metrics tables."""
     if not PRETRAINING:
         return {}
-    p = transfer_params()
-    models = {}
-    for encoder in (e for e in p["encoders"] if e != "cnn"):
-        for mode in p["modes"]:
-            trained = mode != "probe"
-            seed = min((p["trained_seeds"] if trained else None) or p["seeds"])
-            models[f"{encoder}_{mode}"] = (
-                f"results/transfer/{{target}}/predictions/{encoder}_{mode}_f1_s{seed}.tsv")
-    return models
+    from helixflow.transfer_grid import headline_predictions
+    return {m: f"results/transfer/{{target}}/{f}"   # cnn_scratch: the spine's cnn is there
+            for m, f in headline_predictions(transfer_params()).items() if m != "cnn_scratch"}
 
 
 def transfer_predictions(target):

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from ..files import atomic_path
+from .weights import n_parameters, save_weights  # noqa: F401  (n_parameters: API)
 
 
 @dataclass
@@ -58,19 +58,9 @@ class BindingCNN(nn.Module):
         return self.head(h.flatten(1)).squeeze(-1)
 
 
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def save_model(model: BindingCNN, out_dir: str | Path) -> None:
     """Write ``model.safetensors`` and ``config.json`` (atomically) into ``out_dir``."""
-    out_dir = Path(out_dir)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"architecture": "BindingCNN"})
-    with atomic_path(out_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps({"architecture": "BindingCNN", **asdict(model.config)},
-                                  indent=2) + "\n")
+    save_weights(model, {"architecture": "BindingCNN", **asdict(model.config)}, out_dir)
 
 
 def load_model(model_dir: str | Path) -> BindingCNN:

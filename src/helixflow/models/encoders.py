@@ -17,15 +17,15 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import InputError
-from ..files import atomic_path
 from ..tokenize import Tokenizer
 from .adapters import insert_adapters
 from .dilated import DILATED_DEFAULTS, DilatedCNNEncoder
 from .transformer import TRANSFORMER_DEFAULTS, TransformerEncoder
+from .weights import n_parameters, save_weights  # noqa: F401  (n_parameters: API)
 
 ARCHITECTURES = {"transformer": (TransformerEncoder, TRANSFORMER_DEFAULTS),
                  "dilated_cnn": (DilatedCNNEncoder, DILATED_DEFAULTS)}
@@ -70,18 +70,9 @@ def encoder_tokenizer(encoder_or_config: nn.Module | dict) -> Tokenizer:
     return Tokenizer(cfg["k"], cfg["stride"])
 
 
-def n_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def save_encoder(encoder: nn.Module, out_dir: str | Path) -> None:
     """Write ``model.safetensors`` and ``config.json`` (atomically) into ``out_dir``."""
-    out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"architecture": encoder.config["architecture"]})
-    with atomic_path(out_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps(encoder.config, indent=2) + "\n")
+    save_weights(encoder, encoder.config, out_dir)
 
 
 def load_encoder(model_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:

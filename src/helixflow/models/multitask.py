@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from ..files import atomic_path
+from .weights import n_parameters, save_weights  # noqa: F401  (n_parameters: API)
 
 UNKNOWN = -1  # label-matrix code for "this window's label for this target is unknown"
 
@@ -91,19 +91,9 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
     return per_entry.sum() / known.sum().clamp(min=1)
 
 
-def n_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def save_multitask(model: MultiTaskCNN, out_dir: str | Path) -> None:
     """Write ``model.safetensors`` and ``config.json`` (atomically) into ``out_dir``."""
-    out_dir = Path(out_dir)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"architecture": "MultiTaskCNN"})
-    with atomic_path(out_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps({"architecture": "MultiTaskCNN", **asdict(model.config)},
-                                  indent=2) + "\n")
+    save_weights(model, {"architecture": "MultiTaskCNN", **asdict(model.config)}, out_dir)
 
 
 def load_multitask(model_dir: str | Path) -> MultiTaskCNN:
