@@ -139,6 +139,36 @@ def test_descriptor_without_rc_invariance_depends_on_strand(base):
         assert (enc.pooled(x) - enc.pooled(enc.rc_tokens(x))).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("base", [TRANSFORMER, DILATED])
+@pytest.mark.parametrize("equivariant", [False, True])
+def test_layer_descriptor_is_rc_invariant_and_ends_with_pooled(base, equivariant):
+    enc = make({**base, "rc_invariant": True, "rc_equivariant": equivariant})
+    x = tokens_of([random_seq(60, s) for s in range(4)])
+    padded = torch.cat([x, torch.full((4, 7), PAD)], dim=1)
+    n, d = enc.config["n_layers"], enc.d_model
+    with torch.no_grad():
+        G = enc.pooled_layers(x)
+        assert G.shape == (4, (n + 1) * d)
+        assert torch.allclose(G, enc.pooled_layers(enc.rc_tokens(x)), atol=ATOL)
+        assert torch.allclose(G[:, -d:], enc.pooled(x), atol=ATOL)
+        assert torch.allclose(enc.pooled_layers(padded), G, atol=ATOL)   # padding ignored
+    layers = G.reshape(4, n + 1, d)
+    assert (layers[:, 0] - layers[:, -1]).abs().max() > 1e-3            # depths differ
+
+
+def test_layer_descriptor_reads_each_block_output():
+    enc = make({**DILATED, "rc_invariant": False})
+    x = tokens_of([random_seq(50, 9)])
+    with torch.no_grad():
+        h = enc.embed(x)
+        means = []
+        for block in enc.blocks:
+            h = block(h)
+            means.append(h.mean(1))
+        means.append(enc.norm(h).mean(1))
+        torch.testing.assert_close(enc.pooled_layers(x), torch.cat(means, 1))
+
+
 def test_rc_invariance_holds_for_padded_windows():
     enc = make({**TRANSFORMER, "rc_invariant": True})
     x = tokens_of([random_seq(40, 1)])

@@ -193,10 +193,11 @@ def test_runs_table_has_every_run_and_honest_parameter_counts(transfer_run):
     assert set(runs.loc[runs["fraction"] == 0.1, "n_train"]) == {32}  # 10% of 160/160 per class
     total = runs.loc[runs["mode"] == "finetune", "params_total"].iloc[0]
     by_mode = runs.groupby("mode")["params_trained"].first()
-    assert by_mode["probe"] == 33                                # d_model + bias
+    d, depths = 32, ENCODER["n_layers"] + 1
+    assert by_mode["probe"] == depths * d + 1          # mean of each block and the output + bias
     assert by_mode["finetune"] == by_mode["freeze_unfreeze"] == total
     adapters = runs[runs["mode"] == "adapters"].iloc[0]
-    assert 0.003 < (adapters["params_trained"] - 33) / (adapters["params_total"]
+    assert 0.003 < (adapters["params_trained"] - d - 1) / (adapters["params_total"]
                                                         - adapters["params_trained"]) < 0.03
     assert runs[["valid_auroc", "test_auroc", "test_auprc"]].stack().between(0, 1).all()
     assert (runs["wall_s"] > 0).all()
@@ -235,6 +236,23 @@ def test_transfer_is_deterministic(project, tmp_path):
     a = read_predictions(tmp_path / "a" / "predictions" / "pretrained_finetune_f0.1_s0.tsv")
     b = read_predictions(tmp_path / "b" / "predictions" / "pretrained_finetune_f0.1_s0.tsv")
     assert np.array_equal(a["score"], b["score"])
+
+
+def test_random_encoder_seeds_are_initialisations(project, tmp_path):
+    root, manifest, _ = project
+    params = {**FAST, "encoders": ["pretrained", "random"], "modes": ["probe"],
+              "fractions": [1.0], "seeds": [0, 1], "probe": {"C": [1.0], "features": "final"}}
+    run_transfer("Planted", manifest, root / "encoder", tmp_path, params)
+    runs = pd.read_csv(tmp_path / "runs.tsv", sep="\t")
+    assert set(runs["params_trained"]) == {33}                    # final features: d + bias
+
+    def scores(encoder: str, seed: int) -> np.ndarray:
+        path = tmp_path / "predictions" / f"{encoder}_probe_f1_s{seed}.tsv"
+        return read_predictions(path)["score"].to_numpy()
+    # at 100% of the labels the seeds of one encoder see the same windows ...
+    assert np.array_equal(scores("pretrained", 0), scores("pretrained", 1))
+    # ... so a random encoder's seeds differ only by its initialisation
+    assert not np.allclose(scores("random", 0), scores("random", 1))
 
 
 def test_label_efficiency_figure_with_the_spine_cnn(transfer_run, tmp_path):

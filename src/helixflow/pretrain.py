@@ -89,7 +89,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 15
     min_lr_ratio: float = 0.1              # cosine decays to lr * min_lr_ratio at the last step
-    steps: int = 300
+    steps: int = 2000
     batch_size: int = 16                   # windows per micro-batch per rank
     accumulation: int = 1                  # micro-batches per optimizer step
     clip: float = 1.0                      # max gradient norm; 0 = no clipping
@@ -102,7 +102,7 @@ class PretrainConfig:
     # bookkeeping
     checkpoint_every: int = 100
     log_every: int = 20
-    eval_every: int = 100                  # 0 = only at the end
+    eval_every: int = 250                  # 0 = only at the end
     eval_windows: int = 256                # valid windows scored at each evaluation
     seed: int = 0
     threads: int = 1                       # CPU intra-op threads

@@ -326,8 +326,9 @@ def transfer_section(path: str | Path) -> str:
         verdict += (f"With all the labels it beats the CNN trained from scratch for {wins} of "
                     f"{len(wide)}. ")
     return ("<h2>Transfer to TF binding (test AUROC, 100% of training labels)</h2>"
-            f"<p>{verdict}Mean over seeds, same held-out chromosomes and windows as the "
-            "spine; the label-efficiency figure shows 1% and 10% of the labels. Cost per run "
+            f"<p>{verdict}Mean over seeds (each seed of the random encoder is another "
+            "initialisation), same held-out chromosomes and windows as the spine; the "
+            "label-efficiency figure shows 1% and 10% of the labels. Cost per run "
             f"(probes: the embedding is shared, not counted): {html.escape(cost)}.</p>"
             + table_html(wide.reset_index()))
 

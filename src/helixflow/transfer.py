@@ -3,12 +3,15 @@
 For one ChIP target, on the spine's chromosome-held-out shards, every combination of
 
 - encoder: ``pretrained`` (weights from a pretraining run's directory), ``random`` (the same
-  architecture, randomly initialised with ``params['seed']``), ``cnn`` (the spine's
-  from-scratch :class:`~helixflow.models.cnn.BindingCNN`, mode ``scratch``);
-- mode: ``probe`` (frozen RC-invariant pooled embeddings -> standardised logistic regression,
-  C chosen on valid), ``finetune`` (encoder + linear head, every weight, small learning rate),
-  ``freeze_unfreeze`` (head alone on frozen embeddings, then every weight), ``adapters``
-  (bottleneck adapters after each block + head, ~1% of the weights);
+  architecture, randomly initialised with ``params['seed'] + seed``: a random run's seeds span
+  initialisations as well as label subsets), ``cnn`` (the spine's from-scratch
+  :class:`~helixflow.models.cnn.BindingCNN`, mode ``scratch``);
+- mode: ``probe`` (frozen RC-invariant embeddings -> standardised logistic regression, C chosen
+  on valid; the embedding is the mean of every block's output and of the final features,
+  ``probe.features: layers``, or of the final features alone, ``final``), ``finetune``
+  (encoder + linear head, every weight, small learning rate), ``freeze_unfreeze`` (head alone
+  on frozen final embeddings, then every weight), ``adapters`` (bottleneck adapters after each
+  block + head, ~1% of the weights);
 - fraction of the training windows (stratified, nested across fractions, at least
   ``min_per_class`` of each class) and seed
 
@@ -48,7 +51,13 @@ from .errors import InputError
 from .evaluate import auroc_or_nan, write_predictions
 from .files import write_json, write_tsv
 from .models.adapters import add_adapters, n_trainable
-from .models.encoders import build_encoder, encoder_tokenizer, load_encoder, n_parameters
+from .models.encoders import (
+    build_encoder,
+    encoder_config,
+    encoder_tokenizer,
+    load_encoder,
+    n_parameters,
+)
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .seeding import seed_everything
 from .shards import Split, load_split
@@ -121,19 +130,25 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
-def embed(encoder: nn.Module, tokens: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Pooled (RC-invariant when the encoder says so) embeddings, float32 shape=(n, d_model).
+def embed(encoder: nn.Module, tokens: np.ndarray, batch_size: int = 128,
+          layers: bool = False) -> np.ndarray:
+    """Pooled (RC-invariant when the encoder says so) embeddings, float32 shape=(n, d_model),
+    or of every depth with ``layers`` (``encoder.pooled_layers``, shape=(n, (n_layers+1)·d)).
 
     Always in float32, also on CUDA: a randomly initialised encoder's descriptors differ
     between windows by less than bf16 resolves, and probes must compare alike on CPU and GPU.
     """
     encoder.eval()
     device = next(encoder.parameters()).device
+    describe = encoder.pooled_layers if layers else encoder.pooled
     out = []
     for i in range(0, len(tokens), batch_size):
         batch = torch.from_numpy(tokens[i:i + batch_size]).to(device)
-        out.append(encoder.pooled(batch).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, encoder.d_model), np.float32)
+        out.append(describe(batch).float().cpu())
+    if not out:
+        width = encoder.d_model * ((encoder.config["n_layers"] + 1) if layers else 1)
+        return np.zeros((0, width), np.float32)
+    return torch.cat(out).numpy()
 
 
 class Classifier(nn.Module):
@@ -324,17 +339,17 @@ def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Pa
     deterministic = torch.are_deterministic_algorithms_enabled()
     rows: list[dict] = []
     try:
-        torch.manual_seed(p["seed"])
-        tokens = None
+        tokenizer = encoder_tokenizer(encoder_config(config))
+        tokens = {s: onehot_to_tokens(split.X, tokenizer) for s, split in splits.items()}
         for name in wanted:
             if name == "pretrained":
-                base = pretrained
-            else:
-                torch.manual_seed(p["seed"])
-                base = build_encoder(config)
-            tokens = tokens or {s: onehot_to_tokens(split.X, encoder_tokenizer(base))
-                                for s, split in splits.items()}
-            _encoder_runs(target, name, base, tokens, y, splits, p, device, out_dir, rows, log)
+                _encoder_runs(target, name, pretrained, tokens, y, splits, p, device, out_dir,
+                              rows, log)
+                continue
+            for seed in sorted({s for mode in p["modes"] for s in mode_grid(p, mode)[1]}):
+                torch.manual_seed(p["seed"] + seed)                 # one initialisation per seed
+                _encoder_runs(target, name, build_encoder(config), tokens, y, splits, p,
+                              device, out_dir, rows, log, only_seed=seed)
         if "cnn" in p["encoders"]:
             _cnn_runs(target, splits, y, p, out_dir, rows, log)
     finally:
@@ -363,20 +378,23 @@ def _add_run(rows: list[dict], row: dict, out_dir: Path) -> None:
 
 def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict,
                   splits: dict[str, Split], p: dict, device: torch.device, out_dir: Path,
-                  rows: list[dict], log: TextIO) -> None:
-    """All runs of one transformer / dilated-CNN encoder (pretrained or random)."""
+                  rows: list[dict], log: TextIO, only_seed: int | None = None) -> None:
+    """All runs of one transformer / dilated-CNN encoder (pretrained or random), or those of
+    seed ``only_seed``."""
     total = n_parameters(base)
     shared_s, F = float("nan"), None
-    if "probe" in p["modes"]:
+    if "probe" in p["modes"] and (only_seed is None or only_seed in p["seeds"]):
         _seed(p["seed"], p["threads"], device)
         tic = time.time()
         frozen = base.to(device)
-        F = {s: embed(frozen, t, p["batch_size_eval"]) for s, t in tokens.items()}
+        layers = p["probe"]["features"] == "layers"
+        F = {s: embed(frozen, t, p["batch_size_eval"], layers) for s, t in tokens.items()}
         shared_s = time.time() - tic
         print(f"{target} {name}: embedded {sum(len(t) for t in tokens.values())} windows in "
               f"{shared_s:.1f}s", file=log, flush=True)
     for mode in p["modes"]:
         fractions, seeds = mode_grid(p, mode)
+        seeds = [s for s in seeds if only_seed is None or s == only_seed]
         for fraction in fractions:
             for seed in seeds:
                 idx = label_subset(y["train"], fraction, seed, p["min_per_class"])
@@ -388,8 +406,8 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
                     score, valid_auc, choice = run_probe(
                         F["train"][idx], y["train"][idx], F["valid"], y["valid"], F["test"],
                         p["probe"])
-                    trained, n_total, run_shared = base.d_model + 1, total + base.d_model + 1, \
-                        shared_s
+                    width = F["train"].shape[1]
+                    trained, n_total, run_shared = width + 1, total + width + 1, shared_s
                 else:
                     score, valid_auc, choice, trained, n_total = _train_mode(
                         mode, base, tokens, y, idx, p, device, generator, log)

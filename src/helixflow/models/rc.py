@@ -194,3 +194,40 @@ class PooledEncoder(nn.Module):
             return (g + self.rc_features(g.unsqueeze(1)).squeeze(1)) / 2
         rc_pad = pad.flip(-1)
         return (g + masked_mean(self(self.rc_tokens(tokens), rc_pad), rc_pad)) / 2
+
+    def pooled_layers(self, tokens: torch.Tensor,
+                      padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Descriptor of every depth, shape=(B, (n_layers + 1) * d_model): the masked mean of
+        each block's output and of the final features, concatenated in that order.
+
+        A linear probe then weighs short-range (early blocks) against long-range features
+        itself. RC-invariant like :meth:`pooled` when ``rc_invariant``; the last ``d_model``
+        columns equal :meth:`pooled`.
+        """
+        pad = resolve_padding(tokens, padding_mask)
+        G = self._layer_means(tokens, pad)                            # (B, n_layers + 1, C)
+        if self.config.get("rc_invariant", False):
+            if self.config.get("rc_equivariant", False):
+                G = (G + self.rc_features(G.unsqueeze(-2)).squeeze(-2)) / 2
+            else:
+                G = (G + self._layer_means(self.rc_tokens(tokens), pad.flip(-1))) / 2
+        return G.flatten(1)
+
+    def _layer_means(self, tokens: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """Masked means of every block's output and of ``forward``, shape=(B, n_layers + 1, C).
+
+        Read with forward hooks on ``self.blocks``; a block that runs twice per call (the given
+        strand, then its RC, in an RC-equivariant transformer) contributes the mean of its runs.
+        """
+        masks = (pad, pad.flip(-1))                                   # given strand, its RC
+        runs: list[list[torch.Tensor]] = [[] for _ in self.blocks]
+        hooks = [block.register_forward_hook(
+            lambda _module, _inputs, out, i=i: runs[i].append(
+                masked_mean(out, masks[len(runs[i])])))
+            for i, block in enumerate(self.blocks)]
+        try:
+            final = masked_mean(self(tokens, pad), pad)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return torch.stack([torch.stack(r).mean(0) for r in runs] + [final], dim=1)
