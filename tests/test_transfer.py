@@ -18,6 +18,7 @@ from helixflow.tokenize import MASK, SPECIALS, Tokenizer
 from helixflow.transfer import (
     RUN_COLUMNS,
     adapter_bottleneck,
+    comparison_table,
     label_subset,
     onehot_to_tokens,
     plot_label_efficiency,
@@ -266,3 +267,20 @@ def test_label_efficiency_figure_with_the_spine_cnn(transfer_run, tmp_path):
     assert png.stat().st_size > 10_000 and svg.exists()
     png, _ = plot_label_efficiency(pd.concat([runs, other]), None, tmp_path / "two.png")
     assert png.exists()
+
+
+def test_report_section_counts_wins_against_the_mean_and_the_best_random_encoder(tmp_path):
+    from helixflow.report import transfer_section
+    rows = []
+    for target, pretrained, randoms in (("A", 0.80, [0.74, 0.75, 0.76]),
+                                        ("B", 0.70, [0.64, 0.67, 0.72])):
+        rows.append({"target": target, "encoder": "pretrained", "mode": "probe", "fraction": 1.0,
+                     "seed": 0, "test_auroc": pretrained, "valid_auroc": 0.8,
+                     "params_trained": 10, "params_total": 100, "wall_s": 0.1})
+        rows += [{**rows[-1], "encoder": "random", "seed": seed, "test_auroc": auc}
+                 for seed, auc in enumerate(randoms)]
+    path = tmp_path / "comparison.tsv"
+    comparison_table(pd.DataFrame(rows)).to_csv(path, sep="\t", index=False)
+    html = transfer_section(path)
+    assert "(mean of 3 initialisations) for 2 of 2 targets" in html
+    assert "the best of those initialisations for 1." in html
