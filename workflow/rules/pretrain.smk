@@ -22,6 +22,7 @@ if PRETRAINING:
             "results/logs/corpus/{split}.log",
         benchmark:
             "results/benchmarks/corpus/{split}.tsv"
+        priority: 50  # corpus → pretrain → transfer is the longest chain: start it early
         threads: config["threads"]
         resources:
             mem_mb=2000,
@@ -59,6 +60,7 @@ if PRETRAINING:
             "results/logs/pretrain.log",
         benchmark:
             "results/benchmarks/pretrain.tsv"
+        priority: 50
         threads: config["threads"]
         resources:
             mem_mb=8000,
@@ -121,6 +123,7 @@ if PRETRAINING:
             "results/logs/transfer/{target}.log",
         benchmark:
             "results/benchmarks/transfer/{target}.tsv"
+        priority: 50
         threads: 1
         resources:
             mem_mb=8000,
