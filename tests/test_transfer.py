@@ -22,6 +22,7 @@ from helixflow.transfer import (
     label_subset,
     onehot_to_tokens,
     plot_label_efficiency,
+    probe_gain,
     resolve_params,
     run_probe,
     run_transfer,
@@ -255,6 +256,13 @@ def test_random_encoder_seeds_are_initialisations(project, tmp_path):
     # ... so a random encoder's seeds differ only by its initialisation
     assert not np.allclose(scores("random", 0), scores("random", 1))
 
+    gain = probe_gain(runs, tmp_path, n_boot=200)
+    full = runs.groupby("encoder")["test_auroc"]
+    assert gain["n_random"] == 2
+    assert gain["gain"] == pytest.approx(full.mean()["pretrained"] - full.mean()["random"])
+    assert gain["gain_lo"] <= gain["gain"] <= gain["gain_hi"]
+    assert probe_gain(runs[runs["encoder"] == "pretrained"], tmp_path) is None
+
 
 def test_label_efficiency_figure_with_the_spine_cnn(transfer_run, tmp_path):
     out, _ = transfer_run
@@ -280,7 +288,16 @@ def test_report_section_counts_wins_against_the_mean_and_the_best_random_encoder
         rows += [{**rows[-1], "encoder": "random", "seed": seed, "test_auroc": auc}
                  for seed, auc in enumerate(randoms)]
     path = tmp_path / "comparison.tsv"
-    comparison_table(pd.DataFrame(rows)).to_csv(path, sep="\t", index=False)
+    table = comparison_table(pd.DataFrame(rows))
+    table.to_csv(path, sep="\t", index=False)
     html = transfer_section(path)
     assert "(mean of 3 initialisations) for 2 of 2 targets" in html
     assert "the best of those initialisations for 1." in html
+    assert "Gain over" not in html                                # no intervals computed
+    first = table["encoder"].eq("pretrained") & table["target"].eq("A")
+    table["probe_gain"] = np.where(first, 0.05, np.nan)
+    table["probe_gain_lo"] = np.where(first, 0.01, np.nan)
+    table["probe_gain_hi"] = np.where(first, 0.09, np.nan)
+    table.to_csv(path, sep="\t", index=False)
+    assert "A +0.050 [+0.010, +0.090] — the interval excludes 0 for 1 of 1" in transfer_section(
+        path)

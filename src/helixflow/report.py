@@ -326,6 +326,14 @@ def transfer_section(path: str | Path) -> str:
                    f"encoder (mean of {int(random['n_seeds'].max())} initialisations) for "
                    f"{wins} of {len(wide)} targets, and the best of those initialisations "
                    f"for {above}. ")
+    if "probe_gain" in table:
+        gains = table.dropna(subset=["probe_gain"]).set_index("target")
+        listed = ", ".join(f"{t} {r.probe_gain:+.3f} [{r.probe_gain_lo:+.3f}, "
+                           f"{r.probe_gain_hi:+.3f}]" for t, r in gains.iterrows())
+        clear = int((gains["probe_gain_lo"] > 0).sum())
+        verdict += (f"Gain over the random encoders' mean, with a paired bootstrap 95% "
+                    f"interval: {listed} — the interval excludes 0 for {clear} of "
+                    f"{len(gains)}. ")
     if {"pretrained probe", "cnn scratch"} <= set(wide.columns):
         wins = int((wide["pretrained probe"] > wide["cnn scratch"]).sum())
         verdict += (f"With all the labels it beats the CNN trained from scratch for {wins} of "

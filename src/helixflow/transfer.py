@@ -48,7 +48,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from .errors import InputError
-from .evaluate import auroc_or_nan, write_predictions
+from .evaluate import auroc_or_nan, bootstrap_replicates, read_predictions, write_predictions
 from .files import write_json, write_tsv
 from .models.adapters import add_adapters, n_trainable
 from .models.encoders import (
@@ -603,12 +603,55 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def probe_gain(runs: pd.DataFrame, out_dir: str | Path, n_boot: int = 1000,
+               seed: int = 0) -> dict | None:
+    """Test AUROC of the pretrained probe minus the mean over the random encoder's
+    initialisations (100% of the labels, one target's ``runs`` and output folder), with a 95%
+    paired bootstrap interval: every model is scored on the same resampled windows.
+
+    Keys: gain, gain_lo, gain_hi, n_random. None when either probe is missing.
+    """
+    full = runs[(runs["fraction"] == 1.0) & (runs["mode"] == "probe")]
+    pretrained = sorted(full.loc[full["encoder"] == "pretrained", "seed"])
+    randoms = sorted(set(full.loc[full["encoder"] == "random", "seed"]))
+    if not pretrained or not randoms:
+        return None
+
+    def read(encoder: str, run_seed: int) -> pd.DataFrame:
+        return read_predictions(prediction_path(Path(out_dir), encoder, "probe", 1.0, run_seed))
+    ours = read("pretrained", pretrained[0])
+    others = [read("random", s) for s in randoms]
+    if any(not other["name"].equals(ours["name"]) for other in others):
+        raise ValueError(f"probe predictions in {out_dir} do not list the same windows")
+    y = ours["label"].to_numpy()
+    ours_boot = bootstrap_replicates(y, ours["score"].to_numpy(), n_boot, seed)[0]
+    others_boot = np.mean([bootstrap_replicates(y, o["score"].to_numpy(), n_boot, seed)[0]
+                           for o in others], axis=0)
+    gain = auroc_or_nan(y, ours["score"].to_numpy()) - float(np.mean(
+        [auroc_or_nan(y, o["score"].to_numpy()) for o in others]))
+    lo, hi = np.percentile(ours_boot - others_boot, [2.5, 97.5])
+    return {"gain": gain, "gain_lo": float(lo), "gain_hi": float(hi), "n_random": len(others)}
+
+
 def summarise_transfer(runs_paths: Sequence[str | Path],
                        cnn_metrics: pd.DataFrame | str | Path, out: str | Path,
                        figure_png: str | Path) -> pd.DataFrame:
-    """All targets' runs → the comparison table (``out``) and the label-efficiency figure."""
+    """All targets' runs → the comparison table (``out``) and the label-efficiency figure.
+
+    The pretrained probe's rows also carry :func:`probe_gain` (columns ``probe_gain``,
+    ``probe_gain_lo``, ``probe_gain_hi``; empty on other rows).
+    """
     runs = _read_runs(runs_paths)
     table = comparison_table(runs)
+    gains = {}
+    for path in runs_paths:
+        part = pd.read_csv(path, sep="\t")
+        if len(part) and (gain := probe_gain(part, Path(path).parent)) is not None:
+            gains[part["target"].iloc[0]] = gain
+    is_probe = (table["encoder"] == "pretrained") & (table["mode"] == "probe")
+    for key in ("gain", "gain_lo", "gain_hi"):
+        table[f"probe_{key}"] = [gains[t][key] if ok and t in gains else np.nan
+                                 for t, ok in zip(table["target"], is_probe, strict=True)]
     write_tsv(out, table, float_format="%.4g")
     plot_label_efficiency(runs, cnn_metrics, figure_png)
     return table
