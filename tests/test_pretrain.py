@@ -273,3 +273,20 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     assert again["resumed_from"] == 0
     same = run_pretrain(manifest, None, tmp_path / "out", {**params, "lr": 1e-4})
     assert same["resumed_from"] == 4
+    with pytest.MonkeyPatch.context() as patch:                 # as if the code were edited
+        patch.setattr("helixflow.pretrain.code_digest", lambda *modules: "edited")
+        edited = run_pretrain(manifest, None, tmp_path / "out", {**params, "lr": 1e-4})
+    assert edited["resumed_from"] == 0
+
+
+def test_fingerprinted_code_names_every_module_pretraining_runs():
+    code = """
+import sys, helixflow.pretrain, helixflow.loader, helixflow.corpus
+print(' '.join(m for m in sys.modules if m.startswith('helixflow.')))
+"""
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
+    from helixflow.pretrain import PRETRAIN_CODE
+    helpers = {"errors", "files", "records", "models"}        # I/O, errors, package __init__
+    ran = {m.removeprefix("helixflow.").replace(".", "/") for m in loaded}
+    assert ran - helpers <= set(PRETRAIN_CODE), ran - helpers - set(PRETRAIN_CODE)

@@ -56,7 +56,7 @@ from .objectives import (
     mlm_loss,
     temperature_from_margin,
 )
-from .records import write_record
+from .records import code_digest, write_record
 from .seeding import seed_everything
 
 Batches = Callable[[int, int], Iterable[dict]]   # (epoch, start_batch) -> batches of one epoch
@@ -233,7 +233,7 @@ def pretrain(cfg: PretrainConfig, encoder_config: dict, corpus_manifest: str | P
     resumed_from = 0
     fingerprint = _fingerprint(cfg, encoder_config, corpus_manifest)
     if checkpoint_path.exists() and _checkpoint_fingerprint(checkpoint_path) != fingerprint:
-        _say(rank, log, f"{checkpoint_path} was written with other settings or data: "
+        _say(rank, log, f"{checkpoint_path} was written with other settings, data or code: "
              "starting over")
     elif checkpoint_path.exists():
         state = _load_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler,
@@ -600,16 +600,26 @@ def _save_checkpoint(path: Path, model: PretrainModel, optimizer, scheduler, sca
         torch.distributed.barrier()
 
 
+# The library modules a pretraining run executes (file I/O and error helpers aside): their
+# source is part of the checkpoint's fingerprint, so changed code starts over instead of
+# resuming, or returning, weights that the old code trained.
+PRETRAIN_CODE = ("pretrain", "objectives", "loader", "corpus", "encode", "tokenize", "markov",
+                 "seeding", "models/weights", "models/encoders", "models/transformer",
+                 "models/dilated", "models/rc", "models/adapters")
+
+
 def _fingerprint(cfg: PretrainConfig, encoder_config: dict,
                  corpus_manifest: str | Path | None) -> str:
-    """Digest of what a run depends on; a checkpoint of other settings is not resumed.
+    """Digest of what a run depends on (settings, data, code); a checkpoint of anything else
+    is not resumed.
 
     Bookkeeping that does not change the result (logging and checkpoint intervals) is left out.
     """
     settings = {k: v for k, v in asdict(cfg).items()
                 if k not in ("log_every", "checkpoint_every", "threads")}
     shards = read_json(corpus_manifest)["shards"] if corpus_manifest else None
-    text = json.dumps([settings, encoder_config, shards], sort_keys=True, default=str)
+    text = json.dumps([settings, encoder_config, shards, code_digest(*PRETRAIN_CODE)],
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
