@@ -299,5 +299,6 @@ def test_report_section_counts_wins_against_the_mean_and_the_best_random_encoder
     table["probe_gain_lo"] = np.where(first, 0.01, np.nan)
     table["probe_gain_hi"] = np.where(first, 0.09, np.nan)
     table.to_csv(path, sep="\t", index=False)
-    assert "A +0.050 [+0.010, +0.090] — the interval excludes 0 for 1 of 1" in transfer_section(
-        path)
+    html = transfer_section(path)
+    assert "<td>+0.050\u00a0[+0.010,\u00a0+0.090]</td>" in html and "<td>–</td>" in html
+    assert "excludes 0 for 1 of 1." in html

@@ -307,14 +307,15 @@ def pretraining_section(path: str | Path) -> str:
 
 
 def transfer_section(path: str | Path) -> str:
-    """Encoders × modes at 100% of the labels, against the CNN from scratch."""
+    """Encoders × modes at 100% of the labels, against the CNN from scratch; the pretrained
+    probe's gain over the random encoders with its paired interval as the last column."""
     table = pd.read_csv(path, sep="\t")
     wide = table.pivot_table(index="target", columns=["encoder", "mode"], values="test_auroc",
                              sort=False)
     wide.columns = [f"{encoder} {mode}" for encoder, mode in wide.columns]
     params = table.groupby(["encoder", "mode"], sort=False)["params_trained"].first()
     seconds = table.groupby(["encoder", "mode"], sort=False)["wall_s"].mean()
-    cost = "; ".join(f"{e} {m}: {int(n):,} parameters trained, {seconds[(e, m)]:.1f} s"
+    cost = "; ".join(f"{e} {m}: {int(n):,} parameters, {seconds[(e, m)]:.1f} s"
                      for (e, m), n in params.items())
     verdict = ""
     if {"pretrained probe", "random probe"} <= set(wide.columns):
@@ -326,14 +327,14 @@ def transfer_section(path: str | Path) -> str:
                    f"encoder (mean of {int(random['n_seeds'].max())} initialisations) for "
                    f"{wins} of {len(wide)} targets, and the best of those initialisations "
                    f"for {above}. ")
-    if "probe_gain" in table:
+    if "probe_gain" in table and table["probe_gain"].notna().any():
         gains = table.dropna(subset=["probe_gain"]).set_index("target")
-        listed = ", ".join(f"{t} {r.probe_gain:+.3f} [{r.probe_gain_lo:+.3f}, "
-                           f"{r.probe_gain_hi:+.3f}]" for t, r in gains.iterrows())
+        wide["probe gain [95% CI]"] = [
+            f"{r.probe_gain:+.3f}\u00a0[{r.probe_gain_lo:+.3f},\u00a0{r.probe_gain_hi:+.3f}]"
+            if t in gains.index else "–" for t, r in gains.reindex(wide.index).iterrows()]
         clear = int((gains["probe_gain_lo"] > 0).sum())
-        verdict += (f"Gain over the random encoders' mean, with a paired bootstrap 95% "
-                    f"interval: {listed} — the interval excludes 0 for {clear} of "
-                    f"{len(gains)}. ")
+        verdict += (f"The paired bootstrap interval of that gain (last column) excludes 0 for "
+                    f"{clear} of {len(gains)}. ")
     if {"pretrained probe", "cnn scratch"} <= set(wide.columns):
         wins = int((wide["pretrained probe"] > wide["cnn scratch"]).sum())
         verdict += (f"With all the labels it beats the CNN trained from scratch for {wins} of "
@@ -341,9 +342,10 @@ def transfer_section(path: str | Path) -> str:
     return ("<h2>Transfer to TF binding (test AUROC, 100% of training labels)</h2>"
             f"<p>{verdict}Mean over seeds (each seed of the random encoder is another "
             "initialisation), same held-out chromosomes and windows as the spine; the "
-            "label-efficiency figure shows 1% and 10% of the labels. Cost per run "
-            f"(probes: the embedding is shared, not counted): {html.escape(cost)}.</p>"
-            + table_html(wide.reset_index()))
+            "label-efficiency figure shows 1% and 10% of the labels.</p>"
+            + table_html(wide.reset_index())
+            + f"<p>Parameters trained and time per run (probes: the shared embedding pass not "
+            f"counted): {html.escape(cost)}.</p>")
 
 
 SECTIONS = {"motif_sources": motif_sources_section, "grammar": grammar_section,
