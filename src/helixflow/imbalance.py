@@ -145,11 +145,6 @@ def at_ratio(table: pd.DataFrame, split: str, ratio: float) -> pd.DataFrame:
     return rows[(rows["label"] == 1) | ((rows["label"] == 0) & (rows["rank"] < need))]
 
 
-def encode_windows(table: pd.DataFrame, fasta: str | Path) -> np.ndarray:
-    """One-hot sequences of ``table``'s windows, uint8 shape=(n, 4, width)."""
-    return one_hot_windows(fasta, table)
-
-
 # ----------------------------------------------------------------------------- experiment
 
 def _check_params(params: dict) -> None:
@@ -300,7 +295,7 @@ def run_imbalance(target: str, fasta: str | Path, sizes: Mapping[str, int],
                               max(float(r) for r in params["ratios"]),
                               params["max_positives"], int(params["gc_bins"]),
                               float(params["max_n_fraction"]), int(params["seed"]))
-    X = encode_windows(table, fasta)
+    X = one_hot_windows(fasta, table)
     prepared = time.perf_counter() - started
     result, histories = run_ratio_losses(table, X, target, params, log=log)
     write_tsv(out_dir / "windows.tsv", table)

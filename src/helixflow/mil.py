@@ -136,11 +136,6 @@ def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
     return table[["chrom", "start", "end", "name", "label", "split", "gc", "summit_offset"]]
 
 
-def encode_bags(table: pd.DataFrame, fasta: str | Path) -> np.ndarray:
-    """One-hot bags, uint8 shape=(n, 4, bag)."""
-    return one_hot_windows(fasta, table)
-
-
 # ----------------------------------------------------------------------------- training
 
 @dataclass
@@ -391,7 +386,7 @@ def run_mil(target: str, fasta: str | Path, sizes: Mapping[str, int],
     rng = np.random.default_rng(int(params["seed"]))
     table = mil_bags(read_peaks(peaks, sizes, aliases), read_blacklist(blacklist, sizes, aliases),
                      fasta, sizes, split_of, params, rng)
-    X = encode_bags(table, fasta)
+    X = one_hot_windows(fasta, table)
     data = {}
     for split in ("train", "valid", "test"):
         idx = np.flatnonzero(table["split"].to_numpy() == split)

@@ -287,11 +287,6 @@ def label_counts(labels: np.ndarray, splits: np.ndarray, targets: list[str]) -> 
     return out
 
 
-def encode_windows(fasta: str | Path, windows: pd.DataFrame, chunk: int = 4096) -> np.ndarray:
-    """One-hot windows streamed from the FASTA: uint8, shape=(n, 4, width)."""
-    return one_hot_windows(fasta, windows, chunk=chunk)
-
-
 # ---------------------------------------------------------------- training
 
 @dataclass
@@ -745,7 +740,7 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
     windows, labels, stats = build_windows(fasta, sizes, summits, black, split_of, p)
     write_tsv(out_dir / "windows.tsv", pd.concat(
         [windows, pd.DataFrame(labels, columns=targets)], axis=1))
-    X = encode_windows(fasta, windows)
+    X = one_hot_windows(fasta, windows)
     part = {s: (windows["split"] == s).to_numpy() for s in ("train", "valid", "test")}
     print(f"multitask: {len(windows)} windows ({stats['windows']}), {len(targets)} targets, "
           f"built in {time.time() - started:.0f}s", file=log, flush=True)

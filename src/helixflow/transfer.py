@@ -641,11 +641,11 @@ def summarise_transfer(runs_paths: Sequence[str | Path],
     The pretrained probe's rows also carry :func:`probe_gain` (columns ``probe_gain``,
     ``probe_gain_lo``, ``probe_gain_hi``; empty on other rows).
     """
-    runs = _read_runs(runs_paths)
+    parts = [pd.read_csv(path, sep="\t") for path in runs_paths]
+    runs = pd.concat(parts, ignore_index=True)
     table = comparison_table(runs)
     gains = {}
-    for path in runs_paths:
-        part = pd.read_csv(path, sep="\t")
+    for path, part in zip(runs_paths, parts, strict=True):
         if len(part) and (gain := probe_gain(part, Path(path).parent)) is not None:
             gains[part["target"].iloc[0]] = gain
     is_probe = (table["encoder"] == "pretrained") & (table["mode"] == "probe")
