@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .encode import ALPHABET
+from .encode import BASE_LOOKUP
 from .errors import InputError
 from .files import read_json, sha256sum, write_json
 from .tokenize import Tokenizer
@@ -34,9 +34,6 @@ FORMAT = "helixflow-token-corpus/1"
 IUPAC = "RYSWKMBDHV"
 _UPPER = np.arange(256, dtype=np.uint8)
 _UPPER[ord("a"):ord("z") + 1] -= 32
-_BASE = np.full(256, 4, dtype=np.uint8)          # as encode.base_indices: ACGT either case, else 4
-for _i, _b in enumerate(ALPHABET):
-    _BASE[ord(_b)] = _BASE[ord(_b.lower())] = _i
 
 DEFAULT_PARAMS = {"k": 1, "token_stride": 1, "window_bp": 512, "stride_bp": 256,
                   "max_n_fraction": 0.1, "shard_windows": 65536, "exclude_chroms": [],
@@ -291,7 +288,7 @@ def _tile_chromosome(fasta: str, chrom: str, chrom_index: int,
             owned_end = min(length, lo + chunk_bp)
             read_end = min(length, owned_end - stride_bp + window_bp)
             raw = np.frombuffer(_read_span(handle, record, lo, read_end), dtype=np.uint8)
-            idx = _BASE[raw]
+            idx = BASE_LOOKUP[raw]
             _add_counts(stats, _count(raw[:owned_end - lo], idx[:owned_end - lo]))
             starts = np.arange(0, owned_end - lo, stride_bp)
             starts = starts[starts + window_bp <= len(raw)]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 ALPHABET = "ACGT"
-_LOOKUP = np.full(256, 4, dtype=np.uint8)
+BASE_LOOKUP = np.full(256, 4, dtype=np.uint8)     # byte -> 0..3 for ACGT (either case), else 4
 for _i, _base in enumerate(ALPHABET):
-    _LOOKUP[ord(_base)] = _i
-    _LOOKUP[ord(_base.lower())] = _i
+    BASE_LOOKUP[ord(_base)] = _i
+    BASE_LOOKUP[ord(_base.lower())] = _i
 _EYE = np.vstack([np.eye(4, dtype=np.uint8), np.zeros((1, 4), dtype=np.uint8)])
 
 
 def base_indices(seq: str) -> np.ndarray:
     """Indices 0..3 for A, C, G, T (either case) and 4 for anything else; shape=(len,)."""
-    return _LOOKUP[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+    return BASE_LOOKUP[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
 
 
 def one_hot(seq: str) -> np.ndarray:

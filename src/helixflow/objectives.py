@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models.rc import rc_token_table
 from .tokenize import MASK, SPECIALS, UNK
 
 IGNORE = -100               # label of positions that are not scored (torch's ignore_index)
@@ -141,9 +142,11 @@ def bases_to_tokens(bases: torch.Tensor, k: int = 1, stride: int = 1) -> torch.T
 
 
 def reverse_complement_tokens(tokens: torch.Tensor, k: int = 1, stride: int = 1) -> torch.Tensor:
-    """Reverse complement of k-mer token sequences, shape=(B, L) → (B, L)."""
-    bases = tokens_to_bases(tokens, k, stride).flip(1)
-    return bases_to_tokens(torch.where(bases >= 0, 3 - bases, bases), k, stride)
+    """Reverse complement of k-mer token sequences, shape=(B, L) → (B, L): the token order
+    reversed and every k-mer complemented (the same for any ``stride``), by the tokenizer's
+    lookup table."""
+    del stride
+    return rc_token_table(k).to(tokens.device)[tokens.flip(-1)]
 
 
 # --------------------------------------------------------------------------- contrastive views

@@ -46,15 +46,7 @@ class Tokenizer:
 
     def encode(self, seq: str) -> np.ndarray:
         """Token ids of ``seq``, shape=(n_tokens(len(seq)),), dtype :attr:`dtype`."""
-        idx = base_indices(seq).astype(np.int64)
-        n = self.n_tokens(len(idx))
-        if n == 0:
-            return np.zeros(0, dtype=self.dtype)
-        starts = np.arange(n) * self.stride
-        windows = idx[starts[:, None] + np.arange(self.k)]            # (n, k)
-        codes = (np.minimum(windows, 3) * 4 ** np.arange(self.k - 1, -1, -1)).sum(1)
-        ids = np.where((windows > 3).any(1), UNK, codes + len(SPECIALS))
-        return ids.astype(self.dtype)
+        return self.position_ids(base_indices(seq))[::self.stride]
 
     def encode_windows(self, idx: np.ndarray, starts: np.ndarray, window_bp: int) -> np.ndarray:
         """Token ids of many equal windows of one chunk at once (vectorised :meth:`encode`).
@@ -104,7 +96,7 @@ class Tokenizer:
         ids = np.asarray(ids)
         flipped = ids[..., ::-1]
         if self.vocab_size <= 1 << 16:
-            return _rc_table(self.k, self.dtype)[flipped].astype(ids.dtype, copy=False)
+            return rc_id_table(self.k, self.dtype)[flipped].astype(ids.dtype, copy=False)
         return _rc_ids(flipped, self.k).astype(ids.dtype)
 
     def decode(self, ids: np.ndarray) -> str:
@@ -146,8 +138,9 @@ def _rc_ids(ids: np.ndarray, k: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _rc_table(k: int, dtype: np.dtype) -> np.ndarray:
-    """:func:`_rc_ids` of every id of the vocabulary, as a lookup table."""
+def rc_id_table(k: int, dtype: np.dtype = np.int64) -> np.ndarray:
+    """Id of the reverse complement of every id of the k-mer vocabulary (specials map to
+    themselves), a read-only lookup table shape=(5 + 4**k,)."""
     table = _rc_ids(np.arange(len(SPECIALS) + 4 ** k), k).astype(dtype)
     table.setflags(write=False)
     return table

@@ -21,23 +21,11 @@ architecture (equivariant feature maps) or by averaging the descriptors of both 
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 from torch import nn
 
-from ..tokenize import PAD, SPECIALS
-
-
-@functools.lru_cache(maxsize=16)
-def _rc_table_numpy(k: int) -> np.ndarray:
-    n_special = len(SPECIALS)
-    codes = np.arange(4 ** k)
-    digits = (codes[:, None] // 4 ** np.arange(k - 1, -1, -1)) % 4       # (4**k, k), ACGT = 0..3
-    rc_digits = (3 - digits)[:, ::-1]                                      # complement, reversed
-    rc_codes = (rc_digits * 4 ** np.arange(k - 1, -1, -1)).sum(1)
-    return np.concatenate([np.arange(n_special), rc_codes + n_special]).astype(np.int64)
+from ..tokenize import PAD, rc_id_table
 
 
 def rc_token_table(k: int) -> torch.Tensor:
@@ -45,7 +33,7 @@ def rc_token_table(k: int) -> torch.Tensor:
 
     Specials map to themselves; k-mer ``w`` maps to ``revcomp(w)``. An involution.
     """
-    return torch.from_numpy(_rc_table_numpy(k).copy())
+    return torch.from_numpy(rc_id_table(k).copy())
 
 
 def reverse_complement_tokens(tokens: torch.Tensor | np.ndarray, k: int = 1,
@@ -57,7 +45,7 @@ def reverse_complement_tokens(tokens: torch.Tensor | np.ndarray, k: int = 1,
     Numpy in, numpy out.
     """
     if isinstance(tokens, np.ndarray):
-        return _rc_table_numpy(k)[tokens[..., ::-1].astype(np.int64)].astype(tokens.dtype)
+        return rc_id_table(k)[tokens[..., ::-1].astype(np.int64)].astype(tokens.dtype)
     if table is None:
         table = rc_token_table(k).to(tokens.device)
     return table[tokens.flip(-1)]
