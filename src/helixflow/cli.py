@@ -378,7 +378,7 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                   inputs=a.inputs, config=a.config, records=a.records,
                   methylation=a.methylation, scrna_denoise=a.scrna_denoise,
                   scrna_batch=a.scrna_batch, modisco=a.modisco,
-                  sections=dict(item.split("=", 1) for item in a.section))
+                  sections=_pairs(a.section))
 
 
 def build_parser() -> argparse.ArgumentParser:

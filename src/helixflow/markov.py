@@ -32,6 +32,7 @@ from torch import nn
 from .errors import InputError
 from .files import read_json, write_tsv
 from .objectives import IGNORE, N_SPECIALS, mask_tokens
+from .seeding import resolve_device
 
 ALPHAS = (1e-3, 1e-2, 0.1, 0.5, 1.0)
 COLUMNS = ["model", "context", "order", "alpha", "selected", "tokens", "accuracy", "perplexity",
@@ -305,8 +306,7 @@ def run_pretrain_diagnostics(encoder_dir: str | Path, corpus_manifest: str | Pat
     if unknown:
         raise ValueError(f"unknown diagnostics params {sorted(unknown)}")
     torch.set_num_threads(p["threads"])
-    device = p["device"] if p["device"] != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(p["device"])
     encoder_dir, out_path = Path(encoder_dir), Path(out_path)
     encoder = load_encoder(encoder_dir, device)
     head = _load_mlm_head(encoder_dir, encoder).to(device)

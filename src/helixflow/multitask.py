@@ -37,13 +37,13 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from .config import overlay
 from .early_stopping import EarlyStopping, chosen_epoch
 from .errors import InputError
 from .evaluate import (
     METRIC_COLUMNS,
+    auroc_or_nan,
     bootstrap_metrics,
     paired_difference,
     read_predictions,
@@ -82,18 +82,7 @@ from .seeding import seed_everything
 from .shards import load_split
 from .train import rc
 
-# The five spine targets; the 14 other sequence-specific TFs of the Rossi et al. (2021) data
-# with a JASPAR fungi CORE motif of their own name and at least as many peaks as the smallest
-# spine target (Cbf1, 200); and two general factors without a motif: TFIIB (Sua7, 7,726
-# summits, the pre-initiation complex at nearly every promoter) and TFIID's Taf1. Spt15 (TBP)
-# and Spt2 pass the peak rule but are not sequence-specific TFs, so they are left out.
-DEFAULT_TARGETS = ["Reb1", "Abf1", "Cbf1", "Mcm1", "Rap1",
-                   "Cin5", "Fhl1", "Mig2", "Gzf3", "Rox1", "Mig1", "Pdr1", "Phd1", "Sko1",
-                   "Sfl1", "Stp2", "Hap3", "Stb5", "Rsc3",
-                   "Sua7", "Taf1"]
-
 DEFAULTS: dict = {
-    "targets": DEFAULT_TARGETS,
     "splits": {"valid": ["chrVII", "chrX"], "test": ["chrIV", "chrXV"], "train": []},
     "width": 200,
     "merge_bp": 20,
@@ -126,17 +115,6 @@ MASKED_COLUMNS = ["target", "n_pos", "n_neg", "n_unknown", "auroc", "auroc_lo", 
                   "auprc", "auprc_lo", "auprc_hi"]
 FILTER_COLUMNS = ["filter", "n_sites", "best_jaspar_id", "best_jaspar_name", "p", "q",
                   "matched", "top_targets", "max_importance"]
-
-
-def peak_paths(peaks_dir: str | Path, targets: list[str],
-               pattern: str = "{target}_CX.bed") -> dict[str, Path]:
-    """``{target: peaks file}`` for the targets, named by ``pattern`` in ``peaks_dir``."""
-    paths = {t: Path(peaks_dir) / pattern.format(target=t) for t in targets}
-    for target, path in paths.items():
-        if not path.is_file():
-            raise InputError(f"no peaks file for target {target}", path=path,
-                             fix="drop the target from 'multitask: targets' or add its peaks")
-    return paths
 
 
 # ---------------------------------------------------------------- windows and labels
@@ -328,9 +306,7 @@ def masked_aurocs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     out = np.full(labels.shape[1], np.nan)
     for t in range(labels.shape[1]):
         known = labels[:, t] != UNKNOWN
-        y = labels[known, t]
-        if 0 < y.sum() < len(y):
-            out[t] = roc_auc_score(y, scores[known, t])
+        out[t] = auroc_or_nan(labels[known, t], scores[known, t])
     return out
 
 
@@ -732,7 +708,6 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
     out_dir, figure_dir = Path(out_dir), Path(figure_dir)
     targets = list(peaks)
     p["targets"] = targets  # the heads are the targets given peaks, in that order
-    torch.set_num_threads(int(p["threads"]))
     split_of = resolve_splits(sizes, p["splits"]["valid"], p["splits"]["test"],
                               p["splits"].get("train") or None)
     summits = {t: read_peaks(path, sizes, aliases) for t, path in peaks.items()}

@@ -57,7 +57,7 @@ from .objectives import (
     temperature_from_margin,
 )
 from .records import code_digest, write_record
-from .seeding import seed_everything
+from .seeding import resolve_device, seed_everything
 
 Batches = Callable[[int, int], Iterable[dict]]   # (epoch, start_batch) -> batches of one epoch
 
@@ -201,7 +201,7 @@ def pretrain(cfg: PretrainConfig, encoder_config: dict, corpus_manifest: str | P
     _check(cfg)
     out_dir = Path(out_dir)
     rank, world, local_rank = _init_distributed()
-    device = _device(cfg.device, local_rank)
+    device = resolve_device(cfg.device, local_rank)
     precision = cfg.precision if cfg.precision != "auto" else (
         "bf16" if device.type == "cuda" else "fp32")
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
@@ -232,11 +232,12 @@ def pretrain(cfg: PretrainConfig, encoder_config: dict, corpus_manifest: str | P
     checkpoint_path = out_dir / "checkpoint.pt"
     resumed_from = 0
     fingerprint = _fingerprint(cfg, encoder_config, corpus_manifest)
-    if checkpoint_path.exists() and _checkpoint_fingerprint(checkpoint_path) != fingerprint:
+    saved = _read_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+    if checkpoint_path.exists() and (saved or {}).get("fingerprint") != fingerprint:
         _say(rank, log, f"{checkpoint_path} was written with other settings, data or code: "
              "starting over")
-    elif checkpoint_path.exists():
-        state = _load_checkpoint(checkpoint_path, model, optimizer, scheduler, scaler,
+    elif saved is not None:
+        state = _load_checkpoint(checkpoint_path, saved, model, optimizer, scheduler, scaler,
                                  mask_generator, rank)
         resumed_from = state["step"]
         _say(rank, log, f"resuming from {checkpoint_path} at step {resumed_from}")
@@ -473,15 +474,6 @@ def _init_distributed() -> tuple[int, int, int]:
     return torch.distributed.get_rank(), world, local_rank
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for but torch sees no GPU")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
 
 def _no_sync(net: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
     """DDP's ``no_sync`` for the micro-batches before the last; a no-op otherwise."""
@@ -623,17 +615,18 @@ def _fingerprint(cfg: PretrainConfig, encoder_config: dict,
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _checkpoint_fingerprint(path: Path) -> str | None:
+def _read_checkpoint(path: Path) -> dict | None:
+    """The checkpoint's contents, or None when it cannot be read (a truncated file)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint")
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError):
         return None
 
 
-def _load_checkpoint(path: Path, model: PretrainModel, optimizer, scheduler, scaler,
-                     mask_generator: torch.Generator, rank: int) -> dict:
+def _load_checkpoint(path: Path, state: dict, model: PretrainModel, optimizer, scheduler,
+                     scaler, mask_generator: torch.Generator, rank: int) -> dict:
+    """Restore ``state`` (read from ``path``) into the model, optimiser, schedule and RNGs."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, EOFError) as err:
         raise InputError(f"cannot resume from this checkpoint ({err})", path=path,

@@ -16,3 +16,15 @@ def seed_everything(seed: int, threads: int) -> torch.Generator:
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
     return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str, index: int | None = None) -> torch.device:
+    """``"auto"`` (CUDA when torch sees a GPU, else CPU), ``"cpu"`` or ``"cuda"`` (GPU
+    ``index``) as a torch device; asking for CUDA without a GPU is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for but torch sees no GPU")
+        return torch.device("cuda", index)
+    return torch.device(name)

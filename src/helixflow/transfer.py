@@ -59,7 +59,7 @@ from .models.encoders import (
     n_parameters,
 )
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
-from .seeding import seed_everything
+from .seeding import resolve_device, seed_everything
 from .shards import Split, load_split
 from .tokenize import SPECIALS, UNK, Tokenizer
 from .transfer_grid import (  # noqa: F401  (DEFAULTS, FULL_GRID: the public settings)
@@ -281,11 +281,6 @@ def adapter_bottleneck(encoder: nn.Module, param_fraction: float) -> int:
 
 # --- one target ---------------------------------------------------------------------------
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 def _seed(seed: int, threads: int, device: torch.device) -> torch.Generator:
     generator = seed_everything(seed, threads)
@@ -320,7 +315,7 @@ def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Pa
     started = time.time()
     p = resolve_params(params)
     out_dir, shards_manifest = Path(out_dir), Path(shards_manifest)
-    device = _device(p["device"])
+    device = resolve_device(p["device"])
     splits = {name: load_split(shards_manifest, name) for name in ("train", "valid", "test")}
     for name, split in splits.items():
         _check_classes(np.asarray(split.y), name, shards_manifest)

@@ -237,17 +237,8 @@ def final_outputs():
     if SWEEP_ARMS:
         outputs.append("results/metrics/sweep.tsv")
     if ATTRIBUTIONS:
-        outputs += ["results/attributions/summary.tsv", "results/motifs/sources_summary.tsv"]
-    if GRAMMAR:
-        outputs.append("results/grammar/pairs_summary.tsv")
-    if MULTITASK:
-        outputs.append("results/multitask/auroc.tsv")
-    if IMBALANCE:
-        outputs.append(f"results/imbalance/{IMBALANCE_TARGET}/imbalance.tsv")
-    if MIL:
-        outputs.append("results/mil/summary.tsv")
-    if PRETRAINING:
-        outputs += ["results/pretrain/diagnostics.tsv", "results/transfer/comparison.tsv"]
+        outputs.append("results/attributions/summary.tsv")
+    outputs += report_sections().values()          # each optional stage's summary table
     if METHYLATION:
         outputs.append(f"results/methylation/{METHYLATION['name']}/metrics.tsv")
     if SCRNA:

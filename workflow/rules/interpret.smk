@@ -150,8 +150,7 @@ if ATTRIBUTIONS:
             attribution_dir=lambda w, input: Path(input.modisco).parent,
             out_dir=lambda w, output: Path(output.table).parent,
             jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
-            json=lambda w: as_json({"n_logos": 3,
-                                    "q_threshold": config["motifs"]["q_threshold"],
+            json=lambda w: as_json({"q_threshold": config["motifs"]["q_threshold"],
                                     "jaspar_release": config["motifs"]["jaspar_release"]}),
             code=CODE["motif_compare"],
         log:
