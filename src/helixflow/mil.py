@@ -42,7 +42,7 @@ from .intervals import (
     resolve_splits,
 )
 from .models.mil import AttentionMIL, MILConfig
-from .motifs import jaspar_motif, pwm_logodds, reverse_complement_ppm
+from .motifs import best_hits, jaspar_motif, pwm_logodds
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
 from .seeding import seed_everything
@@ -224,36 +224,6 @@ def train_mil(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
 
 
 # ----------------------------------------------------------------------------- localisation
-
-def best_hits(X: np.ndarray, logodds: np.ndarray,
-              batch: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best log-odds hit per sequence over both strands: (score, start, strand).
-
-    X: one-hot shape=(n, 4, L); logodds: shape=(4, w). ``start`` (shape=(n,)) is the hit's
-    first position on the forward strand (it covers ``start .. start + w - 1``), ``strand``
-    is +1 or -1. Ties go to the leftmost forward-strand position.
-    """
-    X = np.asarray(X)
-    logodds = np.asarray(logodds, dtype=np.float32)
-    w = logodds.shape[1]
-    if X.ndim != 3 or X.shape[1] != 4 or logodds.shape[0] != 4 or w > X.shape[2]:
-        raise ValueError(f"need X (n, 4, L) and logodds (4, w <= L); got {X.shape}, "
-                         f"{logodds.shape}")
-    weight = torch.from_numpy(np.stack([logodds, reverse_complement_ppm(logodds)]))
-    scores, starts, strands = [], [], []
-    with torch.no_grad():
-        for i in range(0, len(X), batch):
-            xb = torch.from_numpy(np.asarray(X[i:i + batch], dtype=np.float32))
-            s = torch.nn.functional.conv1d(xb, weight).double().numpy()   # (b, 2, L - w + 1)
-            flat = s.reshape(len(s), -1)
-            best = flat.argmax(axis=1)
-            scores.append(flat[np.arange(len(s)), best])
-            strands.append(np.where(best < s.shape[2], 1, -1))
-            starts.append(best % s.shape[2])
-    if not scores:
-        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(scores), np.concatenate(starts), np.concatenate(strands)
-
 
 def containing(starts: np.ndarray, instance: int, hit_start: np.ndarray,
                width: int) -> np.ndarray:

@@ -451,25 +451,47 @@ def max_pwm_score(X: np.ndarray, logodds: np.ndarray, batch: int = 4096) -> np.n
     """Best log-odds score per sequence over all positions and both strands.
 
     X: np.ndarray, shape=(n, 4, L), one-hot (N columns score 0); logodds: shape=(4, w), w <= L.
-    Returns shape=(n,), float64 (computed in float32).
+    Returns shape=(n,), float64 (computed in float32). The score of :func:`best_hits`.
     """
-    import torch
-    import torch.nn.functional as tf
-
     X = np.asarray(X)
     logodds = np.asarray(logodds, dtype=np.float32)
     if X.ndim != 3 or X.shape[1] != 4 or logodds.ndim != 2 or logodds.shape[0] != 4:
         raise ValueError(f"need X (n, 4, L) and logodds (4, w); got {X.shape}, {logodds.shape}")
     if logodds.shape[1] > X.shape[2]:
         raise ValueError(f"motif width {logodds.shape[1]} exceeds sequence length {X.shape[2]}")
+    return best_hits(X, logodds, batch)[0].astype(np.float64)
+
+
+def best_hits(X: np.ndarray, logodds: np.ndarray,
+              batch: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best log-odds hit per sequence over both strands: (score, start, strand).
+
+    X: one-hot shape=(n, 4, L); logodds: shape=(4, w). ``start`` (shape=(n,)) is the hit's
+    first position on the forward strand (it covers ``start .. start + w - 1``), ``strand``
+    is +1 or -1. Ties go to the leftmost forward-strand position.
+    """
+    import torch
+
+    X = np.asarray(X)
+    logodds = np.asarray(logodds, dtype=np.float32)
+    w = logodds.shape[1]
+    if X.ndim != 3 or X.shape[1] != 4 or logodds.shape[0] != 4 or w > X.shape[2]:
+        raise ValueError(f"need X (n, 4, L) and logodds (4, w <= L); got {X.shape}, "
+                         f"{logodds.shape}")
     weight = torch.from_numpy(np.stack([logodds, reverse_complement_ppm(logodds)]))
-    out = np.empty(X.shape[0], dtype=np.float64)
+    scores, starts, strands = [], [], []
     with torch.no_grad():
-        for start in range(0, X.shape[0], batch):
-            xb = torch.from_numpy(np.asarray(X[start:start + batch], dtype=np.float32))
-            scores = tf.conv1d(xb, weight)  # (b, 2, L - w + 1)
-            out[start:start + batch] = scores.amax(dim=(1, 2)).double().numpy()
-    return out
+        for i in range(0, len(X), batch):
+            xb = torch.from_numpy(np.asarray(X[i:i + batch], dtype=np.float32))
+            s = torch.nn.functional.conv1d(xb, weight).double().numpy()   # (b, 2, L - w + 1)
+            flat = s.reshape(len(s), -1)
+            best = flat.argmax(axis=1)
+            scores.append(flat[np.arange(len(s)), best])
+            strands.append(np.where(best < s.shape[2], 1, -1))
+            starts.append(best % s.shape[2])
+    if not scores:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(scores), np.concatenate(starts), np.concatenate(strands)
 
 
 # ----------------------------------------------------------------------------- logos
