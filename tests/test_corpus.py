@@ -194,3 +194,14 @@ def test_worker_failure_in_the_pool_leaves_nothing(genome, tmp_path):
                      max_n_fraction=0.1, shard_windows=10, workers=2, chunk_bp=400)
     assert str(err.value).count("helixflow:") == 1 and err.value.fix.startswith("re-index")
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_split_corpus_record_holds_the_fasta_digest(genome, tmp_path):
+    from helixflow.corpus import run_split_corpus
+    from helixflow.files import sha256sum
+    _, fasta = genome
+    params = {"k": 1, "token_stride": 1, "window_bp": 100, "stride_bp": 100,
+              "heldout_stride_bp": 100, "max_n_fraction": 0.1, "shard_windows": 1000}
+    run_split_corpus(fasta, tmp_path, "train", {"valid": ["chrC"], "test": ["chrD"]}, params)
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["inputs"]["fasta"]["sha256"] == sha256sum(fasta)

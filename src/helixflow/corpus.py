@@ -90,7 +90,8 @@ def run_split_corpus(fasta: str | Path, out_dir: str | Path, split: str, splits:
                             shard_windows=params["shard_windows"], split=split, workers=workers,
                             excluded=[c for c in split_of if c not in chroms])
     write_record(Path(out_dir) / "record.json", "corpus", {**params, "split": split},
-                 {"fasta": fasta}, manifest["counts"])
+                 {"fasta": fasta}, manifest["counts"],
+                 sha256={"fasta": manifest["source"]["fasta_sha256"]})
     return manifest
 
 

@@ -28,15 +28,21 @@ def package_versions() -> dict[str, str]:
 
 
 def write_record(path: str | Path, step: str, params: dict[str, Any],
-                 inputs: dict[str, str | Path], results: dict[str, Any]) -> dict:
-    """Write ``record.json``: what ran, with which params, inputs' sha256, versions, results."""
+                 inputs: dict[str, str | Path], results: dict[str, Any],
+                 sha256: dict[str, str] | None = None) -> dict:
+    """Write ``record.json``: what ran, with which params, inputs' sha256, versions, results.
+
+    ``sha256``: digests the caller already computed, by input name (a large FASTA is then not
+    read a second time).
+    """
+    known = sha256 or {}
     record = {
         "step": step,
         "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "params": params,
-        "inputs": {name: {"path": str(p), "sha256": sha256sum(p)} for name, p in inputs.items()
-                   if Path(p).is_file()},
+        "inputs": {name: {"path": str(p), "sha256": known.get(name) or sha256sum(p)}
+                   for name, p in inputs.items() if Path(p).is_file()},
         "versions": package_versions(),
         "results": results,
     }
