@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from .weights import n_parameters, save_weights  # noqa: F401  (n_parameters: API)
+from .weights import load_weights, n_parameters, save_weights  # noqa: F401  (n_parameters: API)
 
 
 @dataclass
@@ -65,9 +63,4 @@ def save_model(model: BindingCNN, out_dir: str | Path) -> None:
 
 def load_model(model_dir: str | Path) -> BindingCNN:
     """Rebuild a :class:`BindingCNN` from ``config.json`` and ``model.safetensors`` (eval mode)."""
-    model_dir = Path(model_dir)
-    fields = json.loads((model_dir / "config.json").read_text())
-    fields.pop("architecture", None)
-    model = BindingCNN(CNNConfig(**fields))
-    model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
-    return model.eval()
+    return load_weights(model_dir, lambda fields: BindingCNN(CNNConfig(**fields)))

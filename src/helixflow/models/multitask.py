@@ -8,15 +8,13 @@ window's label for a target may be unknown.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from .weights import n_parameters, save_weights  # noqa: F401  (n_parameters: API)
+from .weights import load_weights, n_parameters, save_weights  # noqa: F401  (n_parameters: API)
 
 UNKNOWN = -1  # label-matrix code for "this window's label for this target is unknown"
 
@@ -98,9 +96,4 @@ def save_multitask(model: MultiTaskCNN, out_dir: str | Path) -> None:
 
 def load_multitask(model_dir: str | Path) -> MultiTaskCNN:
     """Rebuild a :class:`MultiTaskCNN` from ``config.json`` and ``model.safetensors`` (eval)."""
-    model_dir = Path(model_dir)
-    fields = json.loads((model_dir / "config.json").read_text())
-    fields.pop("architecture", None)
-    model = MultiTaskCNN(MultiTaskConfig(**fields))
-    model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
-    return model.eval()
+    return load_weights(model_dir, lambda fields: MultiTaskCNN(MultiTaskConfig(**fields)))
