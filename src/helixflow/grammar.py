@@ -292,8 +292,8 @@ def spacing_table(target: str, pairs: list[dict], A_pos: np.ndarray, A_neg: np.n
     """
     params = DEFAULTS | dict(params)
     index = {name: k for k, name in enumerate(names)}
-    both = np.concatenate([A_pos, A_neg]) if len(A_neg) else A_pos
-    peak = both.max(axis=(0, 2)) if both.size else np.zeros(len(names))
+    peaks = [maps.max(axis=(0, 2)) for maps in (A_pos, A_neg) if maps.size]
+    peak = np.max(peaks, axis=0) if peaks else np.zeros(len(names))  # per filter, no copy
     left, width = cores
     frames = []
     for pair in pairs:
