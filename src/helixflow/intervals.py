@@ -314,3 +314,15 @@ def read_windows(path: str | Path) -> pd.DataFrame:
     """Read a labelled-windows BED written by this module."""
     return pd.read_csv(path, sep="\t", header=None, names=WINDOW_COLUMNS,
                        dtype={"chrom": str, "name": str, "split": str, "kind": str})
+
+
+def nearest_distance(centres: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """|centre - nearest position| for each centre (inf when ``positions`` is empty)."""
+    centres = np.asarray(centres, dtype=np.int64)
+    positions = np.sort(np.asarray(positions, dtype=np.int64))
+    if positions.size == 0:
+        return np.full(centres.shape, np.inf)
+    right = np.searchsorted(positions, centres)
+    after = positions[np.minimum(right, positions.size - 1)]
+    before = positions[np.maximum(right - 1, 0)]
+    return np.minimum(np.abs(after - centres), np.abs(centres - before)).astype(np.float64)

@@ -54,6 +54,7 @@ from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
     drop_overlapping,
+    nearest_distance,
     nucleotide_content,
     read_blacklist,
     read_peaks,
@@ -137,18 +138,6 @@ def merged_centres(summits: Mapping[str, pd.DataFrame], merge_bp: int) -> pd.Dat
                 rows.append((chrom, int(pos)))
                 last = pos
     return pd.DataFrame(rows, columns=["chrom", "centre"])
-
-
-def nearest_distance(centres: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """|centre - nearest position| for each centre (inf when ``positions`` is empty)."""
-    centres = np.asarray(centres, dtype=np.int64)
-    positions = np.sort(np.asarray(positions, dtype=np.int64))
-    if positions.size == 0:
-        return np.full(centres.shape, np.inf)
-    right = np.searchsorted(positions, centres)
-    after = positions[np.minimum(right, positions.size - 1)]
-    before = positions[np.maximum(right - 1, 0)]
-    return np.minimum(np.abs(after - centres), np.abs(centres - before)).astype(np.float64)
 
 
 def overlaps_regions(windows: pd.DataFrame, regions: pd.DataFrame, pad: int = 0) -> np.ndarray:

@@ -24,6 +24,7 @@ import pysam
 from .errors import InputError
 from .files import atomic_path
 from .genome import read_aliases, read_fai
+from .intervals import nearest_distance
 
 DEFAULTS: dict[str, Any] = {
     "format": "BAM",          # BAM (single-end reads, extended) or BAMPE (paired fragments)
@@ -340,13 +341,8 @@ def _nearest_distance(query: pd.DataFrame, target: pd.DataFrame) -> np.ndarray:
     """For each query (chrom, summit), the distance to the nearest target on its chromosome."""
     dist = np.full(len(query), np.inf)
     for chrom, idx in query.groupby("chrom").indices.items():
-        positions = np.sort(target.loc[target["chrom"] == chrom, "summit"].to_numpy())
-        if len(positions) == 0:
-            continue
-        q = query["summit"].to_numpy()[idx]
-        right = np.clip(np.searchsorted(positions, q), 0, len(positions) - 1)
-        left = np.clip(right - 1, 0, len(positions) - 1)
-        dist[idx] = np.minimum(np.abs(positions[right] - q), np.abs(positions[left] - q))
+        positions = target.loc[target["chrom"] == chrom, "summit"].to_numpy()
+        dist[idx] = nearest_distance(query["summit"].to_numpy()[idx], positions)
     return dist
 
 
