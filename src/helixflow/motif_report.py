@@ -37,12 +37,31 @@ MIN_SITES = 10
 
 
 @torch.no_grad()
-def filter_ppms(model, X: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """PPMs of the first-layer filters, shape=(F, 4, kernel), and site counts, shape=(F,)."""
-    activations = np.concatenate([
-        model.activations(torch.from_numpy(np.asarray(X[i:i + 512], dtype=np.float32))).numpy()
-        for i in range(0, len(X), 512)])
-    pfms, nsites = activation_pfms(activations, np.asarray(X), model.config.kernel, threshold)
+def filter_ppms(model: torch.nn.Module, X: np.ndarray, threshold: float,
+                chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """PPMs of a CNN's first-layer filters, shape=(F, 4, kernel), and their site counts,
+    shape=(F,); ``model`` has ``activations(X)`` and ``config.filters``/``config.kernel``.
+
+    A site is a position where a filter exceeds ``threshold`` × its maximum over all of ``X``
+    (the DeepBind/Basset method of :func:`helixflow.motifs.activation_pfms`), found in two
+    passes over chunks so the activations of all windows are never held at once.
+    """
+    F, k = model.config.filters, model.config.kernel
+
+    def acts(i: int) -> np.ndarray:
+        xb = torch.from_numpy(np.asarray(X[i:i + chunk], dtype=np.float32))
+        return model.activations(xb).numpy()
+
+    peak = np.zeros(F)
+    for i in range(0, len(X), chunk):
+        peak = np.maximum(peak, acts(i).max(axis=(0, 2)))
+    cut = np.where(peak > 0, threshold * peak, np.inf)
+    pfms, nsites = np.zeros((F, 4, k)), np.zeros(F, dtype=np.int64)
+    for i in range(0, len(X), chunk):
+        sites = (acts(i) > cut[None, :, None]).astype(np.float32)
+        counts, n = activation_pfms(sites, np.asarray(X[i:i + chunk]), k, threshold=0.5)
+        pfms += counts
+        nsites += n
     return pfm_to_ppm(pfms), nsites
 
 

@@ -69,10 +69,9 @@ from .models.multitask import (
     n_parameters,
     save_multitask,
 )
+from .motif_report import filter_ppms
 from .motifs import (
-    activation_pfms,
     jaspar_motifs,
-    pfm_to_ppm,
     tomtom_matches,
     trim_ppm,
     write_meme,
@@ -515,34 +514,6 @@ def compare_single_task(model: MultiTaskCNN, shards: Mapping[str, str | Path],
 
 
 # ---------------------------------------------------------------- shared filters
-
-@torch.no_grad()
-def filter_ppms(model: MultiTaskCNN, X: np.ndarray, threshold: float,
-                chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """PPMs of the shared filters, shape=(F, 4, kernel), and their site counts, shape=(F,).
-
-    A site is a position where a filter exceeds ``threshold`` × its maximum over all of ``X``
-    (the DeepBind/Basset method of :func:`helixflow.motifs.activation_pfms`), found in two
-    passes over chunks so the activations of all windows are never held at once.
-    """
-    F, k = model.config.filters, model.config.kernel
-
-    def acts(i: int) -> np.ndarray:
-        xb = torch.from_numpy(np.asarray(X[i:i + chunk], dtype=np.float32))
-        return model.activations(xb).numpy()
-
-    peak = np.zeros(F)
-    for i in range(0, len(X), chunk):
-        peak = np.maximum(peak, acts(i).max(axis=(0, 2)))
-    cut = np.where(peak > 0, threshold * peak, np.inf)
-    pfms, nsites = np.zeros((F, 4, k)), np.zeros(F, dtype=np.int64)
-    for i in range(0, len(X), chunk):
-        sites = (acts(i) > cut[None, :, None]).astype(np.float32)
-        counts, n = activation_pfms(sites, np.asarray(X[i:i + chunk]), k, threshold=0.5)
-        pfms += counts
-        nsites += n
-    return pfm_to_ppm(pfms), nsites
-
 
 def filter_importance(model: MultiTaskCNN, X: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Head weight × filter importance, shape=(F, T).
