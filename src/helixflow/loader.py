@@ -341,7 +341,7 @@ def make_loader(manifest: str | Path, batch_size: int, seed: int, epoch: int = 0
         pin_memory = torch.cuda.is_available()
     loader = WindowLoader(windows, sampler=sampler, batch_size=None, num_workers=num_workers,
                           collate_fn=_as_is, persistent_workers=False)
-    loader.output, loader.n_encoding, loader.pin = output, n_encoding, pin_memory
+    loader.pin = pin_memory
     loader.batches_per_epoch = sampler.batches_per_epoch
     return loader
 
@@ -355,7 +355,7 @@ class WindowLoader(DataLoader):
     the pipe) that the main process expands to tensors: LongTensor tokens, or the float one-hot,
     pinned when ``pin`` is set. Sending the expanded tensors costs more than making them."""
 
-    output, n_encoding, pin = "tokens", "uniform", False
+    pin = False
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in super().__iter__():
@@ -364,12 +364,13 @@ class WindowLoader(DataLoader):
     def expand(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         out = {"coords": torch.from_numpy(batch["coords"])}
         track = batch.get("track")
-        if self.output == "tokens":
+        windows = self.dataset                 # an AugmentedWindows: output, n_encoding
+        if windows.output == "tokens":
             out["tokens"] = torch.from_numpy(batch["tokens"].astype(np.int64))
             if track is not None:
                 out["track"] = torch.from_numpy(track)
         else:
-            x = one_hot_from_tokens(batch["tokens"], self.n_encoding)
+            x = one_hot_from_tokens(batch["tokens"], windows.n_encoding)
             if track is not None:
                 x = np.concatenate([x, track[:, None, :]], axis=1)
             out["x"] = torch.from_numpy(x)
