@@ -30,7 +30,7 @@ def weighted_bce(logits: torch.Tensor, y: torch.Tensor,
     """
     y = y.to(logits.dtype)
     w = balance_weight(y) if pos_weight is None else float(pos_weight)
-    return F.binary_cross_entropy_with_logits(logits, y, pos_weight=logits.new_tensor(w))
+    return -(w * y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)).mean()
 
 
 def focal_loss(logits: torch.Tensor, y: torch.Tensor, gamma: float = 2.0,
