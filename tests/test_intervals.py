@@ -16,6 +16,7 @@ from helixflow.intervals import (
     gc_matched_sample,
     labelled_windows,
     nucleotide_content,
+    overlaps_any,
     peak_format,
     read_blacklist,
     read_peaks,
@@ -23,8 +24,8 @@ from helixflow.intervals import (
     resolve_splits,
     split_problems,
     summit_windows,
-    tile_candidates,
 )
+from helixflow.tiles import genome_tiles
 
 SIZES = {"chr1": 1_000, "chr2": 500, "chr3": 300, "chr4": 200}
 
@@ -234,12 +235,21 @@ def test_nucleotide_content_matches_python(toy_genome):
     assert content["gc"].iloc[3] == 0.0
 
 
-def test_tile_candidates_non_overlapping_full_width():
-    tiles = tile_candidates(SIZES, ["chr1", "chr3"], 200)
-    assert set(tiles["chrom"]) == {"chr1", "chr3"}
-    assert (tiles["end"] - tiles["start"] == 200).all()
-    assert tiles[tiles["chrom"] == "chr1"]["start"].tolist() == [0, 200, 400, 600, 800]
-    assert tiles[tiles["chrom"] == "chr3"]["start"].tolist() == [0]  # 200-300 is too short
+def test_overlaps_any_matches_brute_force():
+    rng = np.random.default_rng(3)
+    starts = rng.integers(0, 5_000, 400)
+    windows = pd.DataFrame({"chrom": rng.choice(["chr1", "chr2", "chr3"], 400),
+                            "start": starts, "end": starts + rng.integers(1, 300, 400)})
+    r_starts = rng.integers(0, 5_000, 60)
+    regions = pd.DataFrame({"chrom": rng.choice(["chr1", "chr2"], 60), "start": r_starts,
+                            "end": r_starts + rng.integers(1, 400, 60)})
+    expected = [any(c == rc and overlaps(s, e, rs, re) for rc, rs, re in
+                    zip(regions["chrom"], regions["start"], regions["end"], strict=True))
+                for c, s, e in zip(windows["chrom"], windows["start"], windows["end"],
+                                   strict=True)]
+    hit = overlaps_any(windows, regions)
+    assert hit.tolist() == expected
+    assert 50 < hit.sum() < 350                     # both outcomes are exercised
 
 
 # ---------------------------------------------------------------- gc_matched_sample
@@ -392,8 +402,7 @@ def test_negatives_gc_matched_per_split(labelled, toy_genome):
         called = sum(b in "ACGT" for b in seq)
         assert r.gc == pytest.approx(sum(b in "GC" for b in seq) / called, abs=1e-4)
     # unmatched background would be far off: the genome's tiles average much lower GC
-    tiles = tile_candidates(labelled["sizes"], list(labelled["sizes"]), WIDTH)
-    genome_gc = nucleotide_content(tiles, toy_genome.fasta)["gc"].mean()
+    genome_gc = genome_tiles(toy_genome.fasta, WIDTH)["gc"].mean()
     assert table.loc[table["kind"] == "peak", "gc"].mean() - genome_gc > 0.1
 
 

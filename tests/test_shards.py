@@ -215,3 +215,13 @@ def test_shuffle_window_with_an_n_builds(toy_genome, tmp_path):
     assert source.count("N") == 1
     assert shuffled.count("N") == 1
     assert dinucleotides(shuffled) == dinucleotides(source)
+
+
+def test_small_chunks_write_the_same_bytes(shards, toy_genome, monkeypatch):
+    """Chunked writing into the memmap: the chunk size of reading does not change a byte."""
+    import helixflow.shards as shards_module
+    monkeypatch.setattr(shards_module, "ROWS_PER_CHUNK", 7)
+    again = shards["root"] / "chunked"
+    build_shards(shards["windows"], toy_genome.fasta, again, seed=9, sources={"genome": "abc"})
+    assert _files(again) == _files(shards["dir"])
+    assert shards["manifest"]["splits"]["train"]["n"] > 7     # several chunks were written

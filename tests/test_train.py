@@ -220,3 +220,46 @@ def test_select_on_valid_picks_max_and_marks_one(data):
         summary["valid_auroc"])
     assert {"candidate", "filters", "lr", "n_params", "best_epoch", "valid_auroc",
             "chosen"} <= set(table.columns)
+
+
+def test_memmapped_training_split_gives_the_same_model(data, tmp_path):
+    """Batches gathered from a memory-mapped shard train exactly as from an array in memory."""
+    X_train, y_train, X_valid, y_valid = data
+    np.save(tmp_path / "x.npy", X_train)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    m1, h1, _ = train_cnn(X_train, y_train, X_valid, y_valid, tiny(epochs=2), log=io.StringIO())
+    m2, h2, _ = train_cnn(mapped, y_train, X_valid, y_valid, tiny(epochs=2), log=io.StringIO())
+    assert isinstance(mapped, np.memmap)
+    assert weights_equal(m1, m2)
+    assert h1.drop(columns="seconds").equals(h2.drop(columns="seconds"))
+
+
+def test_train_metrics_on_a_capped_subset_leave_training_unchanged(data):
+    """train_eval_max only changes which windows the logged train metrics use."""
+    full_model, full, _ = train_cnn(*data, tiny(epochs=2), log=io.StringIO())
+    capped_model, capped, _ = train_cnn(*data, tiny(epochs=2, train_eval_max=50),
+                                        log=io.StringIO())
+    assert weights_equal(full_model, capped_model)
+    assert full["valid_auroc"].equals(capped["valid_auroc"])
+    assert not full["train_loss"].equals(capped["train_loss"])
+
+
+def test_train_eval_rows_fixed_sorted_subset():
+    from helixflow.train import train_eval_rows
+    np.testing.assert_array_equal(train_eval_rows(5, 10, 0), np.arange(5))
+    np.testing.assert_array_equal(train_eval_rows(5, None, 0), np.arange(5))
+    rows = train_eval_rows(1000, 100, 3)
+    assert len(np.unique(rows)) == 100 and (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, train_eval_rows(1000, 100, 3))
+
+
+def test_global_pool_model_scores_other_widths():
+    """pool 0 is a global max that adapts: a model trained on 100 bp scores 250 bp windows."""
+    model = BindingCNN(CNNConfig(window=LENGTH, filters=4, kernel=9, pool=0, dense=8)).eval()
+    X = torch.from_numpy(planted(6, seed=5)[0].astype(np.float32))
+    longer = torch.zeros(6, 4, 250)
+    longer[:, :, 70:70 + LENGTH] = X
+    assert model(X).shape == model(longer).shape == (6,)
+    # padding with N (all-zero) columns cannot lower the max of any filter's ReLU activation
+    with torch.no_grad():
+        assert torch.all(model.activations(longer).amax(2) >= model.activations(X).amax(2))

@@ -37,6 +37,12 @@ def cmd_call_peaks(a: argparse.Namespace) -> None:
           f"({summary['macs_seconds']:.1f} s)", file=sys.stderr)
 
 
+def cmd_genome_tiles(a: argparse.Namespace) -> None:
+    from .tiles import write_genome_tiles
+    counts = write_genome_tiles(a.fasta, a.width, a.out)
+    print(f"{counts['tiles']:,} tiles of {a.width} bp", file=sys.stderr)
+
+
 def cmd_check_inputs(a: argparse.Namespace) -> None:
     from .files import sha256sum, write_json
     from .genome import read_aliases, read_fai
@@ -59,6 +65,7 @@ def cmd_windows(a: argparse.Namespace) -> None:
     from .genome import read_aliases, read_fai
     from .intervals import labelled_windows, read_blacklist, read_peaks, resolve_splits
     from .records import write_record
+    from .tiles import read_genome_tiles
     sizes, aliases = read_fai(a.sizes), read_aliases(a.aliases)
     p = a.params
     split_of = resolve_splits(sizes, p["splits"]["valid"], p["splits"]["test"],
@@ -68,7 +75,8 @@ def cmd_windows(a: argparse.Namespace) -> None:
     w = p["windows"]
     table, stats = labelled_windows(peaks, blacklist, a.fasta, sizes, split_of, w["width"],
                                     w["negative_ratio"], w["shuffled_ratio"], w["gc_bins"],
-                                    w["max_n_fraction"], p["seed"])
+                                    w["max_n_fraction"], p["seed"],
+                                    tiles=read_genome_tiles(a.tiles))
     with atomic_path(a.out) as tmp:
         table.to_csv(tmp, sep="\t", header=False, index=False)
     counts = table.groupby(["split", "kind"]).size().unstack(fill_value=0)
@@ -296,7 +304,8 @@ def cmd_multitask(a: argparse.Namespace) -> None:
     from .multitask import run_multitask
     summary = run_multitask(a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
                             _pairs(a.peaks), _pairs(a.shards), a.metrics, a.out_dir,
-                            a.figure_dir, a.params, single_task_predictions=_pairs(a.predictions))
+                            a.figure_dir, a.params, single_task_predictions=_pairs(a.predictions),
+                            tiles=a.tiles)
     print(f"multi-task: {len(a.peaks)} targets in {summary.get('seconds', 0):.0f} s",
           file=sys.stderr)
 
@@ -305,14 +314,14 @@ def cmd_imbalance(a: argparse.Namespace) -> None:
     from .genome import read_aliases, read_fai
     from .imbalance import run_imbalance
     run_imbalance(a.target, a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
-                  a.peaks, a.out_dir, a.figure, a.params)
+                  a.peaks, a.out_dir, a.figure, a.params, tiles=a.tiles)
 
 
 def cmd_mil(a: argparse.Namespace) -> None:
     from .genome import read_aliases, read_fai
     from .mil import run_mil
     run_mil(a.target, a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
-            a.peaks, a.jaspar_id, a.out_dir, a.figure, a.params)
+            a.peaks, a.jaspar_id, a.out_dir, a.figure, a.params, tiles=a.tiles)
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
@@ -410,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = add("windows", cmd_windows, "labelled summit windows with GC-matched negatives")
-    for arg in ("--peaks", "--sizes", "--fasta", "--out", "--record"):
+    for arg in ("--peaks", "--sizes", "--fasta", "--tiles", "--out", "--record"):
         p.add_argument(arg, required=True)
     p.add_argument("--format", default="auto")
     p.add_argument("--aliases", default=None)
@@ -424,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(arg, required=True)
     p.add_argument("--aliases", default=None)
     p.add_argument("--params", type=_json, default={}, help="JSON: see peak_calling.DEFAULTS")
+
+    p = add("genome-tiles", cmd_genome_tiles, "GC and N fraction of every tile of the genome")
+    for arg in ("--fasta", "--out"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--width", type=int, required=True)
 
     p = add("check-splits", cmd_check_splits, "fail if any window leaks across splits")
     for arg in ("--windows", "--sizes", "--out"):
@@ -518,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aliases", default=None)
     p.add_argument("--blacklist", default=None)
     p.add_argument("--params", type=_json, default={}, help="JSON: see multitask.DEFAULTS")
+    p.add_argument("--tiles", default=None, help="the genome's tile table at the window width")
 
     for name, func, help in (
             ("imbalance", cmd_imbalance, "BCE, weighted BCE and focal loss from 1:1 to 1:50"),
@@ -528,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--aliases", default=None)
         p.add_argument("--blacklist", default=None)
         p.add_argument("--params", type=_json, default={})
+        p.add_argument("--tiles", default=None, help="the genome's tiles at the window width")
         if name == "mil":
             p.add_argument("--jaspar-id", required=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -184,6 +185,22 @@ class Genome:
         self._fasta.close()
 
 
+def iter_one_hot_windows(fasta: str | Path, windows: pd.DataFrame,
+                         chunk: int = 4096) -> Iterator[np.ndarray]:
+    """One-hot sequences of ``windows`` (chrom, start, end; one width), ``chunk`` rows at a time.
+
+    Yields uint8 arrays shape=(m, 4, width), m <= chunk, in table order: memory follows the
+    chunk, not the number of windows.
+    """
+    rows = list(zip(windows["chrom"], windows["start"], windows["end"], strict=True))
+    genome = Genome(fasta)
+    try:
+        for i in range(0, len(rows), chunk):
+            yield one_hot_batch([genome.fetch(c, s, e) for c, s, e in rows[i:i + chunk]])
+    finally:
+        genome.close()
+
+
 def one_hot_windows(fasta: str | Path, windows: pd.DataFrame, width: int | None = None,
                     chunk: int = 4096) -> np.ndarray:
     """One-hot sequences of ``windows`` (chrom, start, end; one width), read in chunks.
@@ -193,12 +210,6 @@ def one_hot_windows(fasta: str | Path, windows: pd.DataFrame, width: int | None 
     if width is None:
         width = int((windows["end"] - windows["start"]).iloc[0]) if len(windows) else 0
     out = np.zeros((len(windows), 4, width), dtype=np.uint8)
-    rows = list(zip(windows["chrom"], windows["start"], windows["end"], strict=True))
-    genome = Genome(fasta)
-    try:
-        for i in range(0, len(rows), chunk):
-            out[i:i + chunk] = one_hot_batch([genome.fetch(c, s, e) for c, s, e in
-                                              rows[i:i + chunk]])
-    finally:
-        genome.close()
+    for i, block in enumerate(iter_one_hot_windows(fasta, windows, chunk)):
+        out[i * chunk:i * chunk + len(block)] = block
     return out

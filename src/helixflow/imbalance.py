@@ -40,6 +40,7 @@ from .losses import LOSSES
 from .models.cnn import CNNConfig
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
+from .tiles import genome_tiles, tiles_for
 from .train import TrainConfig, predict, train_cnn
 
 DEFAULTS: dict = {
@@ -98,7 +99,8 @@ def _cap(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
 def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
                       sizes: Mapping[str, int], split_of: Mapping[str, str], width: int,
                       max_ratio: float, max_positives: Mapping[str, int], gc_bins: int,
-                      max_n_fraction: float, seed: int) -> pd.DataFrame:
+                      max_n_fraction: float, seed: int,
+                      tiles: pd.DataFrame | None = None) -> pd.DataFrame:
     """Positive and negative windows of every split, drawn once at ``max_ratio``.
 
     Columns: chrom, start, end, name, label, split, gc, rank — ``rank`` orders each split's
@@ -108,6 +110,7 @@ def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str |
     its chromosomes run out of GC-matched background.
     """
     rng = np.random.default_rng(seed)
+    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     windows = summit_windows(peaks, width, sizes)
     exclude = pd.concat([windows[["chrom", "start", "end"]], blacklist], ignore_index=True)
     windows = drop_overlapping(windows, blacklist)
@@ -125,8 +128,8 @@ def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str |
             raise InputError(f"no positive windows on the {split} chromosomes "
                              f"({', '.join(chroms)})", fix="choose a target with peaks there "
                              "or change 'splits'")
-        neg = background_negatives(pos, exclude, fasta, sizes, chroms, width, max_ratio,
-                                   gc_bins, max_n_fraction, rng)
+        neg = background_negatives(pos, exclude, tiles, chroms, max_ratio, gc_bins,
+                                   max_n_fraction, rng)
         rank = np.empty(len(neg), dtype=np.int64)
         rank[nested_order(neg["gc"].to_numpy(), gc_bins, rng)] = np.arange(len(neg))
         names = "bg:" + neg["chrom"].astype(str) + ":" + neg["start"].astype(str)
@@ -273,7 +276,8 @@ def plot_imbalance(path_png: str | Path, table: pd.DataFrame, title: str) -> Non
 def run_imbalance(target: str, fasta: str | Path, sizes: Mapping[str, int],
                   aliases: Mapping[str, str], blacklist: str | Path | None,
                   peaks: str | Path, out_dir: str | Path, figure_png: str | Path,
-                  params: dict | None = None, log=sys.stderr) -> dict:
+                  params: dict | None = None, log=sys.stderr,
+                  tiles: str | Path | None = None) -> dict:
     """The imbalance experiment for one target; see the module docstring.
 
     Writes into ``out_dir``: ``imbalance.tsv`` (one row per ratio × loss, ``TABLE_COLUMNS``),
@@ -294,7 +298,8 @@ def run_imbalance(target: str, fasta: str | Path, sizes: Mapping[str, int],
     table = imbalance_windows(peak_table, black, fasta, sizes, split_of, int(params["width"]),
                               max(float(r) for r in params["ratios"]),
                               params["max_positives"], int(params["gc_bins"]),
-                              float(params["max_n_fraction"]), int(params["seed"]))
+                              float(params["max_n_fraction"]), int(params["seed"]),
+                              tiles_for(tiles, fasta, int(params["width"])))
     X = one_hot_windows(fasta, table)
     prepared = time.perf_counter() - started
     result, histories = run_ratio_losses(table, X, target, params, log=log)

@@ -15,6 +15,7 @@ import pandas as pd
 import pybedtools
 
 from .errors import InputError
+from .tiles import genome_tiles
 
 WINDOW_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "label", "split", "kind",
                   "gc"]
@@ -163,14 +164,40 @@ def to_bedtool(df: pd.DataFrame) -> pybedtools.BedTool:
     return pybedtools.BedTool.from_dataframe(df[cols]).sort()
 
 
-def drop_overlapping(windows: pd.DataFrame, regions: pd.DataFrame) -> pd.DataFrame:
-    """Windows that overlap none of ``regions`` (bedtools intersect -v)."""
+def overlaps_any(windows: pd.DataFrame, regions: pd.DataFrame) -> np.ndarray:
+    """Whether each window shares at least one base with any of ``regions`` (both BED-like,
+    0-based half-open), shape=(n,) bool; sorted-interval arithmetic per chromosome."""
+    hit = np.zeros(len(windows), dtype=bool)
     if windows.empty or regions.empty:
-        return windows.reset_index(drop=True)
-    keys = windows.assign(name=np.arange(len(windows)).astype(str))
-    kept = to_bedtool(keys).intersect(to_bedtool(regions), v=True)
-    index = sorted(int(f.name) for f in kept)
-    return windows.iloc[index].reset_index(drop=True)
+        return hit
+    for chrom, rows in windows.groupby("chrom", sort=False).indices.items():
+        merged_start, merged_end = _merged(regions[regions["chrom"] == chrom])
+        if not len(merged_start):
+            continue
+        start = windows["start"].to_numpy()[rows]
+        end = windows["end"].to_numpy()[rows]
+        last = np.searchsorted(merged_start, end, side="left") - 1  # last region starting < end
+        hit[rows] = (last >= 0) & (merged_end[np.maximum(last, 0)] > start)
+    return hit
+
+
+def _merged(regions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, disjoint (start, end) arrays covering the same bases as ``regions``."""
+    if regions.empty:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(regions["start"].to_numpy(), kind="stable")
+    start = regions["start"].to_numpy(dtype=np.int64)[order]
+    end = np.maximum.accumulate(regions["end"].to_numpy(dtype=np.int64)[order])
+    new_block = np.ones(len(start), dtype=bool)
+    new_block[1:] = start[1:] >= end[:-1]          # no shared base with everything before
+    first = np.flatnonzero(new_block)
+    last = np.append(first[1:], len(start)) - 1
+    return start[first], end[last]
+
+
+def drop_overlapping(windows: pd.DataFrame, regions: pd.DataFrame) -> pd.DataFrame:
+    """Windows that overlap none of ``regions`` (like bedtools intersect -v)."""
+    return windows[~overlaps_any(windows, regions)].reset_index(drop=True)
 
 
 def nucleotide_content(windows: pd.DataFrame, fasta: str | Path) -> pd.DataFrame:
@@ -187,14 +214,6 @@ def nucleotide_content(windows: pd.DataFrame, fasta: str | Path) -> pd.DataFrame
     gc = np.divide((nuc["c"] + nuc["g"]).to_numpy(), called, out=np.zeros(len(nuc)),
                    where=called > 0)
     return pd.DataFrame({"gc": gc, "n_frac": 1 - called / nuc["length"].to_numpy()})
-
-
-def tile_candidates(sizes: Mapping[str, int], chroms: list[str], width: int) -> pd.DataFrame:
-    """Non-overlapping ``width`` tiles over ``chroms`` (bedtools makewindows)."""
-    genome = {c: (0, sizes[c]) for c in chroms}
-    tiles = pybedtools.BedTool().window_maker(genome=genome, w=width, s=width)
-    df = tiles.to_dataframe(names=["chrom", "start", "end"])
-    return df[(df["end"] - df["start"]) == width].reset_index(drop=True)
 
 
 def gc_matched_sample(pos_gc: np.ndarray, cand_gc: np.ndarray, ratio: float, n_bins: int,
@@ -223,33 +242,46 @@ def gc_matched_sample(pos_gc: np.ndarray, cand_gc: np.ndarray, ratio: float, n_b
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
-def background_negatives(positives: pd.DataFrame, exclude: pd.DataFrame, fasta: str | Path,
-                         sizes: Mapping[str, int], chroms: list[str], width: int, ratio: float,
-                         n_bins: int, max_n_fraction: float,
+def background_negatives(positives: pd.DataFrame, exclude: pd.DataFrame, tiles: pd.DataFrame,
+                         chroms: list[str], ratio: float, n_bins: int, max_n_fraction: float,
                          rng: np.random.Generator) -> pd.DataFrame:
-    """GC-matched genomic background windows on ``chroms`` overlapping nothing in ``exclude``."""
+    """GC-matched genomic background windows on ``chroms`` overlapping nothing in ``exclude``.
+
+    ``tiles`` is the genome's tile table (:mod:`helixflow.tiles`, one width). Candidates are
+    the tiles of ``chroms`` with few N, subsampled to 50 × the need first (at least 20,000),
+    then those overlapping ``exclude`` are removed and a GC-matched set is drawn: the cost
+    follows the number of positives, not the size of the split.
+    """
     if positives.empty or ratio <= 0:
         return pd.DataFrame(columns=["chrom", "start", "end", "gc"])
-    candidates = drop_overlapping(tile_candidates(sizes, chroms, width), exclude)
+    tile_width = int(tiles["end"].iloc[0] - tiles["start"].iloc[0]) if len(tiles) else None
+    window = int(positives["end"].iloc[0] - positives["start"].iloc[0])
+    if tile_width not in (None, window):
+        raise ValueError(f"background tiles are {tile_width} bp but the windows {window} bp")
+    usable = tiles["chrom"].isin(chroms).to_numpy() & (tiles["n_frac"].to_numpy()
+                                                       <= max_n_fraction)
+    candidates = tiles[usable]
     cap = max(int(50 * ratio * len(positives)), 20_000)
     if len(candidates) > cap:
         candidates = candidates.iloc[np.sort(rng.choice(len(candidates), cap, replace=False))]
-        candidates = candidates.reset_index(drop=True)
-    content = nucleotide_content(candidates, fasta)
-    keep = content["n_frac"].to_numpy() <= max_n_fraction
-    candidates = candidates[keep].assign(gc=content["gc"].to_numpy()[keep])
-    candidates = candidates.reset_index(drop=True)
+    candidates = drop_overlapping(candidates, exclude)
     picked = gc_matched_sample(positives["gc"].to_numpy(), candidates["gc"].to_numpy(), ratio,
                                n_bins, rng)
-    return candidates.iloc[picked].reset_index(drop=True)
+    return candidates.iloc[picked][["chrom", "start", "end", "gc"]].reset_index(drop=True)
 
 
 def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
                      sizes: Mapping[str, int], split_of: Mapping[str, str], width: int,
                      negative_ratio: float, shuffled_ratio: float, gc_bins: int,
-                     max_n_fraction: float, seed: int) -> tuple[pd.DataFrame, dict]:
-    """Positives at summits and negatives per split; returns the table and what was dropped."""
+                     max_n_fraction: float, seed: int,
+                     tiles: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """Positives at summits and negatives per split; returns the table and what was dropped.
+
+    ``tiles``: the genome's tile table at ``width`` (:mod:`helixflow.tiles`); computed from
+    ``fasta`` when not given.
+    """
     rng = np.random.default_rng(seed)
+    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     windows = summit_windows(peaks, width, sizes)
     stats = {"peaks": len(peaks), "off_chromosome_end": len(peaks) - len(windows)}
     exclude = pd.concat([windows[["chrom", "start", "end"]], blacklist], ignore_index=True)
@@ -266,8 +298,8 @@ def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | 
     for split in SPLITS:
         chroms = [c for c, s in split_of.items() if s == split]
         pos = positives[positives["split"] == split]
-        neg = background_negatives(pos, exclude, fasta, sizes, chroms, width, negative_ratio,
-                                   gc_bins, max_n_fraction, rng)
+        neg = background_negatives(pos, exclude, tiles, chroms, negative_ratio, gc_bins,
+                                   max_n_fraction, rng)
         if len(neg):
             names = "bg:" + neg["chrom"].astype(str) + ":" + neg["start"].astype(str)
             parts.append(neg.assign(name=names, label=0, kind="background", split=split))

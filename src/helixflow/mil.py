@@ -46,6 +46,7 @@ from .motifs import best_hits, jaspar_motif, pwm_logodds
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
 from .seeding import seed_everything
+from .tiles import genome_tiles, tiles_for
 
 DEFAULTS: dict = {
     "bag": 1000,                 # bp per bag
@@ -95,14 +96,16 @@ def bag_regions(peaks: pd.DataFrame, sizes: Mapping[str, int], bag: int, max_shi
 
 def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
              sizes: Mapping[str, int], split_of: Mapping[str, str], params: dict,
-             rng: np.random.Generator) -> pd.DataFrame:
-    """Positive and negative bags of every split.
+             rng: np.random.Generator, tiles: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Positive and negative bags of every split (``tiles``: the genome's tiles at the bag
+    width, computed from ``fasta`` when not given).
 
     Columns chrom, start, end, name, label, split, gc, summit_offset (-1 for negatives).
     Positive bags overlapping the blacklist or with too many N are dropped; negative bags
     avoid the blacklist and every summit ± ``exclude_flank``.
     """
     width = int(params["bag"])
+    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     bags = bag_regions(peaks, sizes, width, int(params["max_shift"]), rng)
     bags = drop_overlapping(bags, blacklist)
     bags = bags[bags["chrom"].isin(split_of.keys())].reset_index(drop=True)
@@ -126,7 +129,7 @@ def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
             raise InputError(f"no positive bags on the {split} chromosomes "
                              f"({', '.join(chroms)})", fix="choose a target with peaks there "
                              "or change 'splits'")
-        neg = background_negatives(pos, exclude, fasta, sizes, chroms, width,
+        neg = background_negatives(pos, exclude, tiles, chroms,
                                    float(params["negative_ratio"]), int(params["gc_bins"]),
                                    float(params["max_n_fraction"]), rng)
         names = "bg:" + neg["chrom"].astype(str) + ":" + neg["start"].astype(str)
@@ -328,7 +331,8 @@ def plot_mil(path_png: str | Path, examples: list[dict], stats: dict, title: str
 def run_mil(target: str, fasta: str | Path, sizes: Mapping[str, int],
             aliases: Mapping[str, str], blacklist: str | Path | None, peaks: str | Path,
             jaspar_id: str, out_dir: str | Path, figure_png: str | Path,
-            params: dict | None = None, log=sys.stderr) -> dict:
+            params: dict | None = None, log=sys.stderr,
+            tiles: str | Path | None = None) -> dict:
     """Attention MIL for one target; see the module docstring.
 
     Writes into ``out_dir``: ``mil.tsv`` (one row, ``TABLE_COLUMNS``), ``bags.tsv`` (every
@@ -355,7 +359,8 @@ def run_mil(target: str, fasta: str | Path, sizes: Mapping[str, int],
     split_of = resolve_splits(sizes, splits["valid"], splits["test"], splits.get("train"))
     rng = np.random.default_rng(int(params["seed"]))
     table = mil_bags(read_peaks(peaks, sizes, aliases), read_blacklist(blacklist, sizes, aliases),
-                     fasta, sizes, split_of, params, rng)
+                     fasta, sizes, split_of, params, rng,
+                     tiles_for(tiles, fasta, int(params["bag"])))
     X = one_hot_windows(fasta, table)
     data = {}
     for split in ("train", "valid", "test"):

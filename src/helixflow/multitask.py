@@ -80,6 +80,7 @@ from .plots import GREY, STYLE, new_figure, plot_learning_curves, plot_metric_su
 from .records import write_record
 from .seeding import seed_everything
 from .shards import load_split
+from .tiles import genome_tiles, tiles_for
 from .train import rc
 
 DEFAULTS: dict = {
@@ -181,13 +182,16 @@ def label_matrix(windows: pd.DataFrame, summits: Mapping[str, pd.DataFrame],
 
 def build_windows(fasta: str | Path, sizes: Mapping[str, int], summits: Mapping[str, pd.DataFrame],
                   blacklist: pd.DataFrame, split_of: Mapping[str, str],
-                  params: dict) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Summit-union and background windows with their splits and label matrix.
+                  params: dict, tiles: pd.DataFrame | None = None,
+                  ) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Summit-union and background windows with their splits and label matrix (``tiles``:
+    the genome's tiles at the window width, computed from ``fasta`` when not given).
 
     Returns (windows ``chrom, start, end, name, split, kind, gc``, labels shape=(n, T), stats).
     """
     width, flank = int(params["width"]), int(params["negative_flank"])
     rng = np.random.default_rng(params["seed"])
+    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     centres = merged_centres(summits, int(params["merge_bp"]))
     centres = centres[centres["chrom"].isin(list(split_of))]
     start = centres["centre"].to_numpy() - width // 2
@@ -218,7 +222,7 @@ def build_windows(fasta: str | Path, sizes: Mapping[str, int], summits: Mapping[
     for split in ("train", "valid", "test"):
         chroms = [c for c, s in split_of.items() if s == split]
         pos = windows[windows["split"] == split]
-        neg = background_negatives(pos, exclude, fasta, sizes, chroms, width,
+        neg = background_negatives(pos, exclude, tiles, chroms,
                                    params["negative_ratio"], params["gc_bins"],
                                    params["max_n_fraction"], rng)
         if len(neg):
@@ -651,7 +655,7 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
                   out_dir: str | Path,
                   figure_dir: str | Path, params: dict | None = None,
                   single_task_predictions: Mapping[str, str | Path] | None = None,
-                  log=sys.stderr) -> dict:
+                  log=sys.stderr, tiles: str | Path | None = None) -> dict:
     """Build windows and labels, train the multi-task CNN, evaluate, report shared filters.
 
     ``peaks``: target → peaks file (head order = dict order); ``single_task_shards``: target →
@@ -672,7 +676,8 @@ def run_multitask(fasta: str | Path, sizes: Mapping[str, int], aliases: Mapping[
                               p["splits"].get("train") or None)
     summits = {t: read_peaks(path, sizes, aliases) for t, path in peaks.items()}
     black = read_blacklist(blacklist, sizes, aliases)
-    windows, labels, stats = build_windows(fasta, sizes, summits, black, split_of, p)
+    windows, labels, stats = build_windows(fasta, sizes, summits, black, split_of, p,
+                                           tiles_for(tiles, fasta, int(p["width"])))
     write_tsv(out_dir / "windows.tsv", pd.concat(
         [windows, pd.DataFrame(labels, columns=targets)], axis=1))
     X = one_hot_windows(fasta, windows)

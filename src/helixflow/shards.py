@@ -11,17 +11,19 @@ Layout of a shard directory::
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tangermeme.ersatz import dinucleotide_shuffle
 
 from .encode import ALPHABET
 from .errors import InputError
 from .files import atomic_path, read_json, sha256sum, write_json
-from .genome import one_hot_windows
+from .genome import iter_one_hot_windows
 from .intervals import SPLITS, read_windows
 
 
@@ -34,19 +36,54 @@ def shuffled_sequences(X: np.ndarray, seed: int) -> np.ndarray:
     return shuffled[:, 0].numpy().astype(np.uint8)
 
 
+SHUFFLE_CHUNK = 4096  # shuffle negatives drawn per tangermeme call (fixed: part of the seed)
+ROWS_PER_CHUNK = 4096  # windows read and written at a time: memory follows this, not the split
+
+
+def _array_entry(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> dict:
+    return {"file": path.name, "sha256": sha256sum(path), "shape": list(shape),
+            "dtype": str(np.dtype(dtype))}
+
+
 def _write_array(path: Path, array: np.ndarray) -> dict:
     with atomic_path(path) as tmp:
         np.save(tmp, array)
-    return {"file": path.name, "sha256": sha256sum(path), "shape": list(array.shape),
-            "dtype": str(array.dtype)}
+    return _array_entry(path, array.shape, array.dtype)
+
+
+def _write_onehot(path: Path, fasta: str | Path, part: pd.DataFrame, window: int,
+                  seed: int) -> dict:
+    """Write ``part``'s one-hot windows into a ``.npy`` memmap, chunk by chunk.
+
+    Rows of kind 'shuffle' are then replaced, ``SHUFFLE_CHUNK`` at a time, by a dinucleotide
+    shuffle of themselves (chunk ``c`` drawn with ``seed + c``).
+    """
+    shape = (len(part), 4, window)
+    if not len(part):
+        return _write_array(path, np.zeros(shape, dtype=np.uint8))
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        row = 0
+        for block in iter_one_hot_windows(fasta, part, ROWS_PER_CHUNK):
+            out[row:row + len(block)] = block
+            row += len(block)
+        shuffle_rows = np.flatnonzero((part["kind"] == "shuffle").to_numpy())
+        for c, i in enumerate(range(0, len(shuffle_rows), SHUFFLE_CHUNK)):
+            rows = shuffle_rows[i:i + SHUFFLE_CHUNK]
+            out[rows] = shuffled_sequences(np.asarray(out[rows]), seed + c)
+        out.flush()
+        del out
+    return _array_entry(path, shape, np.uint8)
 
 
 def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path, seed: int,
                  sources: dict[str, str] | None = None) -> dict:
     """Encode every window of ``windows_bed`` into per-split shards; returns the manifest.
 
-    Shuffle negatives (kind 'shuffle') are dinucleotide shuffles of their source window,
-    drawn with ``seed`` so a rebuild gives the same bytes.
+    Each split's one-hot array is written straight into a memory-mapped ``.npy`` file,
+    ``ROWS_PER_CHUNK`` windows at a time. Shuffle negatives (kind 'shuffle') are
+    dinucleotide shuffles of their source window, drawn with ``seed`` so a rebuild gives
+    the same bytes.
     """
     out_dir = Path(out_dir)
     windows = read_windows(windows_bed)
@@ -59,21 +96,20 @@ def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path
                 "sources": {"windows": sha256sum(windows_bed), **(sources or {})}}
     for split in SPLITS:
         part = windows[windows["split"] == split].reset_index(drop=True)
-        X = one_hot_windows(fasta, part, width=manifest["window"])
-        shuffle = (part["kind"] == "shuffle").to_numpy()
-        if shuffle.any():
-            X[shuffle] = shuffled_sequences(X[shuffle], seed + SPLITS.index(split))
         y = part["label"].to_numpy(dtype=np.uint8)
         names_path = out_dir / f"{split}.names.txt"
         with atomic_path(names_path) as tmp:
             tmp.write_text("".join(f"{n}\n" for n in part["name"]))
+        x_entry = _write_onehot(out_dir / f"{split}.x.npy", fasta, part, manifest["window"],
+                                seed + 1000 * SPLITS.index(split))
         manifest["splits"][split] = {
             "n": len(part), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
             "by_kind": part["kind"].value_counts().to_dict(),
-            "x": _write_array(out_dir / f"{split}.x.npy", X),
+            "x": x_entry,
             "y": _write_array(out_dir / f"{split}.y.npy", y),
             "names": {"file": names_path.name, "sha256": sha256sum(names_path)},
         }
+        print(f"shards: {split} {len(part):,} windows written", file=sys.stderr, flush=True)
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 

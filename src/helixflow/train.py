@@ -42,6 +42,8 @@ class TrainConfig:
     pos_weight: float | None = None  # weighted_bce: None = n_neg / n_pos of the training set
     focal_gamma: float = 2.0
     focal_alpha: float | None = 0.25  # focal: weight of positives (negatives 1 - alpha)
+    train_eval_max: int | None = 10_000  # train metrics per epoch on at most this many
+    #                                  training windows (a fixed seeded subset); None = all
 
 
 def rc(X: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,8 @@ def rc(X: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: BindingCNN, X: np.ndarray, batch_size: int = 512,
             rc_average: bool = True) -> np.ndarray:
-    """Logits for one-hot ``X`` (uint8, shape=(n, 4, L)), optionally strand-averaged."""
+    """Logits for one-hot ``X`` (uint8, shape=(n, 4, L), may be a memmap), optionally
+    strand-averaged; only one batch is converted to float at a time."""
     model.eval()
     out = []
     for i in range(0, len(X), batch_size):
@@ -70,14 +73,24 @@ def _loss(logits: np.ndarray, y: np.ndarray) -> float:
         torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
 
 
+def train_eval_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Sorted rows of the training split scored each epoch: all, or a fixed seeded subset of
+    ``limit`` (its own generator, so the training draws do not depend on it)."""
+    if limit is None or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
 def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
               y_valid: np.ndarray, cfg: TrainConfig,
               log=sys.stderr) -> tuple[BindingCNN, pd.DataFrame, dict]:
     """Train a :class:`BindingCNN`; returns (best model, per-epoch history, summary).
 
-    ``X_*``: uint8 one-hot, shape=(n, 4, L); ``y_*``: 0/1, shape=(n,). The history has
+    ``X_*``: uint8 one-hot, shape=(n, 4, L), typically memory-mapped shards (each batch is
+    gathered and converted to float on its own); ``y_*``: 0/1, shape=(n,). The history has
     epoch, train_loss, train_auroc, valid_loss, valid_auroc, seconds (train metrics are
-    measured on the training windows in eval mode, so they compare with valid).
+    measured in eval mode, so they compare with valid, on the training windows or at most
+    ``cfg.train_eval_max`` of them).
     """
     for split, labels in (("train", y_train), ("valid", y_valid)):
         if not 0 < int(np.sum(labels)) < len(labels):
@@ -92,17 +105,19 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
         raise InputError(f"unknown loss {cfg.loss!r}", fix="use one of " + ", ".join(LOSSES))
     loss_fn = make_loss(cfg.loss, torch.from_numpy(np.asarray(y_train, dtype=np.float32)),
                         cfg.pos_weight, cfg.focal_gamma, cfg.focal_alpha)
-    X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
+    scored = train_eval_rows(len(y_train), cfg.train_eval_max, cfg.seed)
+    X_scored, y_scored = np.asarray(X_train[scored]), np.asarray(y_train)[scored]
     rows, stopper = [], EarlyStopping(cfg.patience)
     started = time.time()
     for epoch in range(1, cfg.epochs + 1):
         tic = time.time()
         model.train()
-        order = torch.randperm(len(X), generator=generator)
+        order = torch.randperm(len(y), generator=generator)
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            xb, yb = X[idx], y[idx]
+            xb = torch.from_numpy(np.asarray(X_train[idx.numpy()], dtype=np.float32))
+            yb = y[idx]
             if cfg.rc_augment:
                 flip = torch.rand(len(idx), generator=generator) < 0.5
                 xb = torch.where(flip[:, None, None], rc(xb), xb)
@@ -110,10 +125,10 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
             loss = loss_fn(model(xb), yb)
             loss.backward()
             optimizer.step()
-        train_logits = predict(model, X_train, rc_average=cfg.rc_average)
+        train_logits = predict(model, X_scored, rc_average=cfg.rc_average)
         valid_logits = predict(model, X_valid, rc_average=cfg.rc_average)
-        row = {"epoch": epoch, "train_loss": _loss(train_logits, y_train),
-               "train_auroc": auroc_or_nan(y_train, train_logits),
+        row = {"epoch": epoch, "train_loss": _loss(train_logits, y_scored),
+               "train_auroc": auroc_or_nan(y_scored, train_logits),
                "valid_loss": _loss(valid_logits, y_valid),
                "valid_auroc": auroc_or_nan(y_valid, valid_logits), "seconds": time.time() - tic}
         rows.append(row)

@@ -29,7 +29,8 @@ MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 CODE = {
     "stage": code_digest("stage"),
     "genome": code_digest("genome"),
-    "windows": code_digest("intervals", "genome"),
+    "windows": code_digest("intervals", "genome", "tiles"),
+    "tiles": code_digest("tiles"),
     "peak_calling": code_digest("peak_calling", "genome", "intervals", "records"),
     "shards": code_digest("shards", "encode", "genome"),
     "train": code_digest("train", "seeding", "early_stopping", "losses", "evaluate",
@@ -44,12 +45,12 @@ CODE = {
     "report": code_digest("report"),
     "attributions": code_digest("attribution", "attribution_report", "motifs", "models/cnn",
                                 "models/weights"),
-    "multitask": code_digest("multitask", "models/multitask", "models/weights", "genome",
+    "multitask": code_digest("multitask", "tiles", "models/multitask", "models/weights", "genome",
                              "intervals", "motifs", "evaluate", "early_stopping", "config",
                              "plots"),
-    "imbalance": code_digest("imbalance", "losses", "train", "early_stopping", "models/cnn",
+    "imbalance": code_digest("imbalance", "tiles", "losses", "train", "early_stopping", "models/cnn",
                              "genome", "intervals", "evaluate", "config", "plots"),
-    "mil": code_digest("mil", "models/mil", "genome", "intervals", "motifs", "evaluate",
+    "mil": code_digest("mil", "tiles", "models/mil", "genome", "intervals", "motifs", "evaluate",
                        "early_stopping", "config", "plots"),
     "corpus": code_digest("corpus", "tokenize", "encode", "intervals"),
     "pretrain": code_digest("pretrain", "objectives", "loader", "corpus", "encode", "tokenize",
@@ -127,6 +128,11 @@ def target_peaks(target):
     if SAMPLES.loc[target, "treatment_bam"]:
         return f"{DATA}/peaks/{target}.narrowPeak"
     return f"resources/{SAMPLES.loc[target, 'peaks']}"
+
+
+def tiles_file(width):
+    """The genome's background tile table at ``width`` bp (rule genome_tiles)."""
+    return f"{DATA}/tiles/{width}.tsv.gz"
 
 
 def peaks_of(wildcards):

@@ -119,11 +119,39 @@ rule check_peaks:
         "--peaks {wildcards.target}:{params.fmt}:{input.peaks} --out {output} 2> {log}"
 
 
+# Every tile of the genome with its GC and N fraction, once per genome and width: the pool
+# that every stage draws GC-matched background windows from.
+rule genome_tiles:
+    input:
+        fasta=f"{DATA}/genome.fa",
+        fai=f"{DATA}/genome.fa.fai",
+    output:
+        f"{DATA}/tiles/{{width}}.tsv.gz",
+    wildcard_constraints:
+        width=r"\d+",
+    params:
+        code=CODE["tiles"],
+    log:
+        f"results/logs/genome_tiles/{GENOME}_{{width}}.log",
+    benchmark:
+        f"results/benchmarks/genome_tiles/{GENOME}_{{width}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow genome-tiles --fasta {input.fasta} --width {wildcards.width} "
+        "--out {output} 2> {log}"
+
+
 rule windows:
     input:
         checked=f"{DATA}/checked/{{target}}.json",
         peaks=peaks_of,
         fasta=f"{DATA}/genome.fa",
+        tiles=tiles_file(config["windows"]["width"]),
         sizes=f"{DATA}/chrom.sizes",
         aliases=resource("chrom_aliases"),
         blacklist=resource("blacklist"),
@@ -149,7 +177,8 @@ rule windows:
         "../../envs/data.yaml"
     shell:
         "helixflow windows --peaks {input.peaks} --format {params.fmt} --sizes {input.sizes} "
-        "--fasta {input.fasta} {params.aliases} {params.blacklist} --params {params.json:q} "
+        "--fasta {input.fasta} --tiles {input.tiles} {params.aliases} {params.blacklist} "
+        "--params {params.json:q} "
         "--out {output.bed} --record {output.record} 2> {log}"
 
 

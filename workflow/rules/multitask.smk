@@ -12,6 +12,7 @@ if MULTITASK:
                                target=TARGETS),
             metrics=expand("results/metrics/{target}.tsv", target=TARGETS),
             fasta=f"{DATA}/genome.fa",
+            tiles=tiles_file(config["windows"]["width"]),
             sizes=f"{DATA}/chrom.sizes",
             aliases=resource("chrom_aliases"),
             blacklist=resource("blacklist"),
@@ -53,6 +54,6 @@ if MULTITASK:
         shell:
             "helixflow multitask --peaks {params.peaks} --shards {params.shards} "
             "--predictions {params.predictions} --metrics {input.metrics} "
-            "--fasta {input.fasta} --sizes {input.sizes} {params.aliases} {params.blacklist} "
-            "--out-dir results/multitask --figure-dir results/figures "
+            "--fasta {input.fasta} --tiles {input.tiles} --sizes {input.sizes} {params.aliases} "
+            "{params.blacklist} --out-dir results/multitask --figure-dir results/figures "
             "--params {params.json:q} 2> {log}"

@@ -9,6 +9,7 @@ if IMBALANCE:
             checked=f"{DATA}/checked/{{target}}.json",
             peaks=peaks_of,
             fasta=f"{DATA}/genome.fa",
+            tiles=tiles_file(config["windows"]["width"]),
             sizes=f"{DATA}/chrom.sizes",
             aliases=resource("chrom_aliases"),
             blacklist=resource("blacklist"),
@@ -42,20 +43,22 @@ if IMBALANCE:
             "../../envs/train.yaml"
         shell:
             "helixflow imbalance --target {wildcards.target} --peaks {input.peaks} "
-            "--fasta {input.fasta} --sizes {input.sizes} {params.aliases} {params.blacklist} "
-            "--out-dir {params.out_dir} --figure {output.figure} --params {params.json:q} "
-            "2> {log}"
+            "--fasta {input.fasta} --tiles {input.tiles} --sizes {input.sizes} {params.aliases} "
+            "{params.blacklist} --out-dir {params.out_dir} --figure {output.figure} "
+            "--params {params.json:q} 2> {log}"
 
 
 if MIL:
 
     MIL_TARGETS = [t for t in TARGETS if has_jaspar(t)]
+    MIL_BAG = MIL["params"].get("bag", 1000)   # bp; the default is helixflow.mil.DEFAULTS'
 
     rule mil:
         input:
             checked=f"{DATA}/checked/{{target}}.json",
             peaks=peaks_of,
             fasta=f"{DATA}/genome.fa",
+            tiles=tiles_file(MIL_BAG),
             sizes=f"{DATA}/chrom.sizes",
             aliases=resource("chrom_aliases"),
             blacklist=resource("blacklist"),
@@ -85,7 +88,8 @@ if MIL:
             "../../envs/train.yaml"
         shell:
             "helixflow mil --target {wildcards.target} --jaspar-id {params.jaspar_id} "
-            "--peaks {input.peaks} --fasta {input.fasta} --sizes {input.sizes} "
+            "--peaks {input.peaks} --fasta {input.fasta} --tiles {input.tiles} "
+            "--sizes {input.sizes} "
             "{params.aliases} {params.blacklist} --out-dir {params.out_dir} "
             "--figure {output.figure} --params {params.json:q} 2> {log}"
 

@@ -36,11 +36,12 @@ class BindingCNN(nn.Module):
         super().__init__()
         self.config = config
         conv_len = config.window - config.kernel + 1
-        pool = config.pool or conv_len
         self.conv = nn.Conv1d(config.in_channels, config.filters, config.kernel)
-        self.pool = nn.MaxPool1d(pool, pool)
+        # global max (pool 0) adapts to the input: a trained model scores any window width
+        self.pool = nn.MaxPool1d(config.pool, config.pool) if config.pool else \
+            nn.AdaptiveMaxPool1d(1)
         self.dropout = nn.Dropout(config.dropout)
-        flat = config.filters * (conv_len // pool)
+        flat = config.filters * (conv_len // config.pool if config.pool else 1)
         if config.dense:
             self.head = nn.Sequential(nn.Linear(flat, config.dense), nn.ReLU(),
                                       nn.Dropout(config.dropout), nn.Linear(config.dense, 1))
