@@ -31,7 +31,10 @@ from helixflow.corpus import build_corpus, read_fai_records
 from helixflow.genome import Genome, index_genome
 from helixflow.tokenize import Tokenizer
 
-YEAST = "/work/shared/data/yeast/sacCer3_R64.fa.gz"
+# The data mirror: $HELIXFLOW_DATA, else ../shared/data beside the repository
+MIRROR = Path(os.environ.get("HELIXFLOW_DATA") or Path(__file__).resolve().parents[1].parent
+              / "shared" / "data")
+YEAST = str(MIRROR / "yeast" / "sacCer3_R64.fa.gz")
 WINDOW, STRIDE, MAX_N = 512, 256, 0.1
 H100_BF16_DENSE = 989e12          # FLOP/s, NVIDIA's published H100 SXM bf16 dense peak
 

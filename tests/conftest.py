@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,7 +6,23 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_project import make_project, snakemake  # noqa: E402
+from tiny_project import REPO, make_project, snakemake  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_mirror() -> Path:
+    """The shared data mirror: $HELIXFLOW_DATA, else ../shared/data beside the repository.
+
+    Tests that need it fail (not skip) when it is missing, so a missing mirror never passes
+    for a green run.
+    """
+    override = os.environ.get("HELIXFLOW_DATA")
+    mirror = Path(override) if override else REPO.parent / "shared" / "data"
+    if not mirror.is_dir():
+        where = "from HELIXFLOW_DATA" if override else "../shared/data from the repository root"
+        pytest.fail(f"data mirror {mirror} ({where}) not found: set HELIXFLOW_DATA to the "
+                    f"directory that holds yeast/, methylation/ and scrna/", pytrace=False)
+    return mirror
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -90,13 +89,6 @@ def test_stratified_resampling_with_three_positives():
     m = evaluate.bootstrap_metrics(y, score, n_boot=2000)
     assert m["n_pos"] == 3
     assert 0.0 <= m["auroc_lo"] <= m["auroc_hi"] <= 1.0
-
-
-def test_bootstrap_is_fast():
-    y, score = make_scores(3000, seed=6)
-    start = time.perf_counter()
-    evaluate.bootstrap_metrics(y, score, n_boot=1000)
-    assert time.perf_counter() - start < 3.0
 
 
 @pytest.mark.parametrize("y, score", [

@@ -20,9 +20,6 @@ from helixflow.methylation import (
     subsample_regions,
 )
 
-DATA = Path("/work/shared/data/methylation")
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared methylation data absent")
-
 BISMARK = "chr1\t100\t100\t75\t3\t1\nchr1\t150\t150\t0\t0\t2\nchr2\t7\t7\t100\t5\t0\n"
 DSS = "chr\tpos\tN\tX\nchr1\t100\t4\t3\nchr1\t150\t2\t0\n"
 BEDGRAPH = "track type=bedGraph\nchr1\t99\t100\t75\nchr1\t149\t150\t0\n"
@@ -173,15 +170,13 @@ def test_subsample_in_proportion():
     assert len(subsample_regions(split, 0, seed=0)) == 1000
 
 
-@needs_data
-def test_shared_bismark_example():
-    table = read_methylation(DATA / "bismark_example.cov.gz")
+def test_shared_bismark_example(data_mirror):
+    table = read_methylation(data_mirror / "methylation" / "bismark_example.cov.gz")
     assert len(table) == 2013 and (table["meth"] <= table["total"]).all()
 
 
-@needs_data
-def test_shared_dss_file():
-    table = read_methylation(DATA / "dss_rrbs_chr18" / "cond1_1.txt")
+def test_shared_dss_file(data_mirror):
+    table = read_methylation(data_mirror / "methylation" / "dss_rrbs_chr18" / "cond1_1.txt")
     assert len(table) == 20000 and table["chrom"].eq("chr18").all()
     assert table[["pos", "total", "meth"]].iloc[0].tolist() == [3014904, 26, 2]
 

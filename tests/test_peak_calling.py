@@ -19,11 +19,7 @@ from helixflow.genome import read_aliases, read_fai
 from helixflow.intervals import read_peaks
 from helixflow.simulate_reads import simulate_chip_reads
 
-DATA = Path("/work/shared/data/yeast")
 CHROMS = ("chrI", "chrII", "chrIII")   # 1.36 Mb of the real genome keeps MACS fast
-
-needs_data = pytest.mark.skipif(not (DATA / "sacCer3_R64.fa.gz").is_file(),
-                                reason="the yeast data mirror is not available")
 
 
 def _have_macs3() -> bool:
@@ -39,13 +35,17 @@ needs_macs3 = pytest.mark.skipif(not _have_macs3(),
 
 
 @pytest.fixture(scope="module")
-def genome(tmp_path_factory) -> Path:
+def yeast(data_mirror) -> Path:
+    """The yeast part of the data mirror (a missing mirror fails the tests that need it)."""
+    return data_mirror / "yeast"
+
+
+@pytest.fixture(scope="module")
+def genome(yeast, tmp_path_factory) -> Path:
     """chrI..chrIII of sacCer3, decompressed and faidx-indexed."""
-    if not (DATA / "sacCer3_R64.fa.gz").is_file():
-        pytest.skip("the yeast data mirror is not available")
     fasta = tmp_path_factory.mktemp("genome") / "yeast3.fa"
     keep = False
-    with gzip.open(DATA / "sacCer3_R64.fa.gz", "rt") as src, open(fasta, "w") as dst:
+    with gzip.open(yeast / "sacCer3_R64.fa.gz", "rt") as src, open(fasta, "w") as dst:
         for line in src:
             if line.startswith(">"):
                 keep = line[1:].split()[0] in CHROMS
@@ -56,14 +56,14 @@ def genome(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def aliases() -> dict[str, str]:
-    return read_aliases(DATA / "chrom_aliases.tsv")
+def aliases(yeast) -> dict[str, str]:
+    return read_aliases(yeast / "chrom_aliases.tsv")
 
 
 @pytest.fixture(scope="module")
-def truth(aliases) -> list[tuple[str, int]]:
+def truth(yeast, aliases) -> list[tuple[str, int]]:
     """40 Reb1 ChIP-exo summits on chrI..chrIII, at least 1 kb apart (mapped via aliases)."""
-    bed = pd.read_csv(DATA / "chexmix_peaks" / "Reb1_CX.bed", sep="\t", header=None)
+    bed = pd.read_csv(yeast / "chexmix_peaks" / "Reb1_CX.bed", sep="\t", header=None)
     bed[0] = bed[0].map(aliases)
     bed = bed[bed[0].isin(CHROMS)].sort_values([0, 1])
     picked: list[tuple[str, int]] = []
@@ -93,7 +93,6 @@ def bams(genome, truth, aliases, tmp_path_factory) -> tuple[Path, Path]:
 
 # ---------------------------------------------------------------- simulation
 
-@needs_data
 def test_simulated_reads_are_the_genome_at_fragment_ends(genome, truth, tmp_path):
     """Reads carry the genome's sequence; fragments centre on the summits with sd ~ 30 bp."""
     bam_path = tmp_path / "peaks_only.bam"
@@ -115,7 +114,6 @@ def test_simulated_reads_are_the_genome_at_fragment_ends(genome, truth, tmp_path
     assert 0.45 < np.mean(minus) < 0.55
 
 
-@needs_data
 def test_control_is_uniform_background(genome, tmp_path):
     simulate_chip_reads(genome, [], tmp_path / "c.bam", 0, 3000, seed=3)
     sizes = read_fai(f"{genome}.fai")
@@ -142,12 +140,11 @@ def test_summit_recall_and_unmatched_by_hand():
 
 # ---------------------------------------------------------------- MACS3 end to end
 
-@needs_data
 @needs_macs3
-def test_macs3_recovers_planted_summits(genome, truth, bams, tmp_path, capsys):
+def test_macs3_recovers_planted_summits(yeast, genome, truth, bams, tmp_path, capsys):
     chip, control = bams
     out = tmp_path / "calls" / "chip.narrowPeak"
-    summary = pc.run_call_peaks([chip], [control], f"{genome}.fai", DATA / "chrom_aliases.tsv",
+    summary = pc.run_call_peaks([chip], [control], f"{genome}.fai", yeast / "chrom_aliases.tsv",
                                 out, tmp_path / "calls" / "record.json")
     recall = pc.summit_recall(out, truth, tolerance=50)
     false_peaks = pc.unmatched_calls(out, truth, tolerance=50)
@@ -182,7 +179,6 @@ def test_macs3_recovers_planted_summits(genome, truth, bams, tmp_path, capsys):
     assert not list(out.parent.glob(".macs3.*")), "MACS's work directory was left behind"
 
 
-@needs_data
 @needs_macs3
 def test_no_enrichment_gives_an_empty_narrowpeak(genome, tmp_path):
     chip, control = tmp_path / "flat.bam", tmp_path / "control.bam"
@@ -204,7 +200,6 @@ def small_bam(genome, tmp_path_factory) -> Path:
     return path
 
 
-@needs_data
 def test_missing_bam_is_named(genome, tmp_path):
     sizes = read_fai(f"{genome}.fai")
     missing = tmp_path / "nowhere.bam"
@@ -212,7 +207,6 @@ def test_missing_bam_is_named(genome, tmp_path):
         pc.check_alignments([missing], sizes, {})
 
 
-@needs_data
 def test_not_a_bam_is_named(genome, tmp_path):
     text = tmp_path / "reads.bam"
     text.write_text("this is not an alignment file\n")
@@ -220,7 +214,6 @@ def test_not_a_bam_is_named(genome, tmp_path):
         pc.check_alignments([text], read_fai(f"{genome}.fai"), {})
 
 
-@needs_data
 def test_bam_without_index_is_named_with_the_fix(genome, small_bam, tmp_path):
     bare = tmp_path / "bare.bam"
     bare.write_bytes(small_bam.read_bytes())
@@ -228,7 +221,6 @@ def test_bam_without_index_is_named_with_the_fix(genome, small_bam, tmp_path):
         pc.check_alignments([bare], read_fai(f"{genome}.fai"), {})
 
 
-@needs_data
 def test_chromosome_missing_from_genome_is_named(genome, tmp_path):
     odd = tmp_path / "odd.bam"
     simulate_chip_reads(genome, [], odd, 0, 300, seed=6, bam_names={"chrII": "chrZ"})
@@ -239,7 +231,6 @@ def test_chromosome_missing_from_genome_is_named(genome, tmp_path):
     pc.check_alignments([odd], sizes, {}, ignore=["chrZ"])   # and so does ignoring it
 
 
-@needs_data
 def test_other_assembly_length_is_an_error(genome, small_bam):
     sizes = read_fai(f"{genome}.fai")
     sizes["chrI"] += 1
@@ -247,7 +238,6 @@ def test_other_assembly_length_is_an_error(genome, small_bam):
         pc.check_alignments([small_bam], sizes, {})
 
 
-@needs_data
 def test_treatment_and_control_must_name_chromosomes_alike(genome, small_bam, aliases,
                                                            tmp_path):
     renamed = tmp_path / "renamed.bam"
@@ -257,7 +247,6 @@ def test_treatment_and_control_must_name_chromosomes_alike(genome, small_bam, al
         pc.check_alignments([small_bam, renamed], read_fai(f"{genome}.fai"), aliases)
 
 
-@needs_data
 def test_unknown_param_and_missing_macs3_are_clear(genome, small_bam, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="unknown peak-calling parameter"):
         pc.run_call_peaks([small_bam], [], f"{genome}.fai", None, tmp_path / "x.narrowPeak",

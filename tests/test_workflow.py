@@ -17,7 +17,6 @@ import yaml
 from tiny_project import REPO, make_project, snakemake
 
 pytestmark = pytest.mark.workflow
-SHARED = REPO.parent / "shared" / "data"
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -37,7 +36,7 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="the data mirror ../shared/data is absent")
+@pytest.mark.usefixtures("data_mirror")      # fails, naming the fix, when the mirror is absent
 def test_default_config_dry_run_plans_every_stage(tmp_path):
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-q", "rules",
                              "--forceall", "--nolock", "--cores", "2"], cwd=REPO,
