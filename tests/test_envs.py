@@ -1,14 +1,14 @@
 """Each rule's conda environment lists, pinned, every third-party package its code imports.
 
 Static: the rule's ``helixflow STAGE`` command → the CLI function → the helixflow modules it
-imports (transitively) → their third-party imports → the distributions that provide them,
-which the rule's ``envs/*.yaml`` must pin. Conda channels are unreachable here, so the
-environments are never built; this check keeps them true anyway.
+imports (transitively; helixflow.code_graph walks the graph) → their third-party imports →
+the distributions that provide them, which the rule's ``envs/*.yaml`` must pin. Conda
+channels are unreachable here, so the environments are never built; this check keeps them
+true anyway.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 import shutil
 import sys
@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 from tiny_project import REPO
+
+from helixflow.code_graph import command_code
 
 RULE = re.compile(r"^[ \t]*rule (\w+):\n(.*?)(?=^[ \t]*rule |^\S|\Z)", re.S | re.M)
 
@@ -34,56 +36,10 @@ def rules_with_envs(repo: Path) -> dict[str, tuple[Path, str | None]]:
     return rules
 
 
-def _imports(tree: ast.AST, package: str) -> tuple[set[str], set[str]]:
-    """(helixflow modules, top-level third-party names) imported anywhere in ``tree``."""
-    internal, external = set(), set()
-    optional = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Try)
-                and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
-                        for h in node.handlers)
-                for stmt in node.body for inner in ast.walk(stmt)}
-    for node in ast.walk(tree):
-        if id(node) in optional:      # try: import x / except ImportError: an optional extra
-            continue
-        if isinstance(node, ast.ImportFrom) and node.level:
-            parts = package.split(".")    # ``package`` is the importing module's name
-            base = parts[: len(parts) - node.level]
-            module = ".".join([*base, node.module] if node.module else base)
-            internal |= {f"{module}.{a.name}" for a in node.names} | {module}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module.startswith("helixflow"):
-                internal.add(node.module)
-            else:
-                external.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("helixflow"):
-                    internal.add(alias.name)
-                else:
-                    external.add(alias.name.split(".")[0])
-    return internal, external
-
-
 def stage_imports(src: Path, stage: str) -> set[str]:
-    """Third-party top-level imports reachable from the CLI sub-command ``stage``."""
-    cli = ast.parse((src / "helixflow/cli.py").read_text())
-    funcs = {f.name: f for f in cli.body if isinstance(f, ast.FunctionDef)}
-    command = "cmd_" + stage.replace("-", "_")   # the CLI's naming convention
-    assert command in funcs, f"helixflow {stage}: no function {command} in cli.py"
-    todo, external = _imports(funcs[command], "helixflow.cli")
-    module_level = [n for n in cli.body if isinstance(n, ast.Import | ast.ImportFrom)]
-    external |= _imports(ast.Module(body=module_level, type_ignores=[]), "helixflow.cli")[1]
-    seen: set[str] = set()
-    while todo:
-        module = todo.pop()
-        path = src / (module.replace(".", "/") + ".py")
-        if module in seen or not path.is_file():
-            continue
-        seen.add(module)
-        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-        internal, more = _imports(ast.parse(path.read_text()), module if
-                                  path.name == "__init__.py" else f"{package}.x")
-        todo |= internal - seen
-        external |= more
+    """Third-party top-level imports reachable from the CLI sub-command ``stage``: the import
+    graph's walk (helixflow.code_graph) from its function in cli.py."""
+    external = command_code(stage, root=src / "helixflow").external
     return {name for name in external if name not in sys.stdlib_module_names}
 
 

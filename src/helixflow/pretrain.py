@@ -592,12 +592,15 @@ def _save_checkpoint(path: Path, model: PretrainModel, optimizer, scheduler, sca
         torch.distributed.barrier()
 
 
-# The library modules a pretraining run executes (file I/O and error helpers aside): their
-# source is part of the checkpoint's fingerprint, so changed code starts over instead of
-# resuming, or returning, weights that the old code trained.
-PRETRAIN_CODE = ("pretrain", "objectives", "loader", "corpus", "encode", "tokenize", "markov",
-                 "seeding", "models/weights", "models/encoders", "models/transformer",
-                 "models/dilated", "models/rc", "models/adapters")
+# The library modules a pretraining run may execute: this one and every helixflow module it
+# imports, transitively, found from the import graph (bookkeeping aside: file I/O, errors,
+# records, this digest's own code, the packages' __init__). Their source is part of the
+# checkpoint's fingerprint, so changed code starts over instead of resuming, or returning,
+# weights that the old code trained.
+from .code_graph import module_closure  # noqa: E402  (beside its one use)
+
+PRETRAIN_CODE = tuple(m for m in module_closure("pretrain") if m not in (
+    "errors", "files", "records", "code_graph", "__init__", "models/__init__"))
 
 
 def _fingerprint(cfg: PretrainConfig, encoder_config: dict,

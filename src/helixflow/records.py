@@ -53,8 +53,9 @@ def write_record(path: str | Path, step: str, params: dict[str, Any],
 def code_digest(*modules: str) -> str:
     """Short sha256 of the source of helixflow modules (e.g. ``"train", "models/cnn"``).
 
-    Rules pass it as a param, so editing the library code of one stage re-runs that stage
-    (Snakemake's own code trigger only sees the rule's shell command).
+    Pretraining's checkpoint fingerprint hashes ``helixflow.pretrain.PRETRAIN_CODE`` with it.
+    Rules pass :func:`helixflow.code_graph.command_digest` instead: the code their command
+    runs, found from the import graph (Snakemake's own code trigger only sees the shell).
     """
     root = Path(__file__).parent
     digest = hashlib.sha256()

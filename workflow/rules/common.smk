@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from helixflow.config import read_sample_sheet, validate_config
-from helixflow.records import code_digest
+from helixflow.code_graph import command_digests
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 config.update(validate_config(config, source="config (config/config.yaml + --config)",
@@ -25,52 +25,10 @@ MIL = config.get("mil")
 PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
-# The library code each stage runs: a param, so editing it re-runs that stage only.
-CODE = {
-    "stage": code_digest("stage"),
-    "genome": code_digest("genome"),
-    "windows": code_digest("intervals", "genome", "tiles"),
-    "tiles": code_digest("tiles"),
-    "peak_calling": code_digest("peak_calling", "genome", "intervals", "records"),
-    "shards": code_digest("shards", "encode", "genome"),
-    "train": code_digest("train", "seeding", "early_stopping", "losses", "evaluate",
-                         "models/cnn", "models/weights"),
-    "sweep": code_digest("train", "seeding", "early_stopping", "losses", "evaluate", "sweep",
-                         "models/cnn", "models/weights"),
-    "kmers": code_digest("kmers"),
-    "pwm": code_digest("motifs"),
-    "evaluate": code_digest("evaluate"),
-    "motifs": code_digest("motif_report", "motifs", "models/cnn", "models/weights"),
-    "plots": code_digest("plots", "motifs"),
-    "report": code_digest("report"),
-    "attributions": code_digest("attribution", "attribution_report", "motifs", "models/cnn",
-                                "models/weights"),
-    "multitask": code_digest("multitask", "tiles", "models/multitask", "models/weights", "genome",
-                             "intervals", "motifs", "evaluate", "early_stopping", "config",
-                             "plots"),
-    "imbalance": code_digest("imbalance", "tiles", "losses", "train", "early_stopping", "models/cnn",
-                             "genome", "intervals", "evaluate", "config", "plots"),
-    "mil": code_digest("mil", "tiles", "models/mil", "genome", "intervals", "motifs", "evaluate",
-                       "early_stopping", "config", "plots"),
-    "corpus": code_digest("corpus", "tokenize", "encode", "intervals"),
-    "pretrain": code_digest("pretrain", "objectives", "loader", "corpus", "encode", "tokenize",
-                            "markov", "seeding", "models/weights", "models/encoders",
-                            "models/transformer", "models/dilated", "models/rc",
-                            "models/adapters"),
-    "diagnostics": code_digest("markov", "objectives", "loader", "corpus", "encode", "tokenize",
-                               "models/encoders", "models/transformer", "models/dilated",
-                               "models/rc", "models/adapters", "plots"),
-    "transfer": code_digest("transfer", "transfer_grid", "config", "train", "seeding",
-                            "early_stopping", "losses", "evaluate", "shards", "tokenize",
-                            "models/cnn", "models/weights", "models/encoders",
-                            "models/transformer", "models/dilated", "models/rc",
-                            "models/adapters", "plots"),
-    "grammar": code_digest("grammar", "receptive_field", "motifs", "models/cnn",
-                           "models/weights", "plots"),
-    "motif_compare": code_digest("motif_compare", "motifs", "plots"),
-    "methylation": code_digest("methylation", "methyl_mae", "plots"),
-    "scrna": code_digest("scrna_io", "scrna_dae", "scrna_batch", "seeding", "plots"),
-}
+# The library code each `helixflow COMMAND` runs, by command: its CLI function and every
+# helixflow module it imports, found from the import graph (helixflow.code_graph, ast only).
+# Each rule passes its command's digest as a param, so editing that code re-runs it only.
+CODE = command_digests()
 
 
 wildcard_constraints:
@@ -101,12 +59,21 @@ INPUTS = staged_inputs()
 if SWEEP_TARGET not in TARGETS and SWEEP_ARMS:
     raise ValueError(f"helixflow: config: sweep.target '{SWEEP_TARGET}' is not in the sample "
                      f"sheet {config['samples']}; use one of {', '.join(TARGETS)}")
-_mirror = config.get("data_mirror")
+# data_mirror: one directory or a list searched in order (e.g. a lab's own data, then a
+# shared copy of public inputs).
+_mirror_setting = config.get("data_mirror") or []
+MIRRORS = [_mirror_setting] if isinstance(_mirror_setting, str) else list(_mirror_setting)
+
+
+def mirror_of(relpath):
+    """The first mirror directory that holds ``relpath``, or "" when none does."""
+    return next((m for m in MIRRORS if Path(m, relpath).is_file()), "")
+
+
 for _rel, (_url, _sha) in INPUTS.items():
-    if not _url and not Path("resources", _rel).exists() and not (
-            _mirror and Path(_mirror, _rel).is_file()):
-        raise ValueError(f"helixflow: input '{_rel}' is missing: not in the mirror "
-                         f"'{_mirror}' and no url is given; put the file there, fix "
+    if not _url and not Path("resources", _rel).exists() and not mirror_of(_rel):
+        raise ValueError(f"helixflow: input '{_rel}' is missing: not in the mirror(s) "
+                         f"{MIRRORS} and no url is given; put the file there, fix "
                          f"'data_mirror' in the config or give the input a url")
 
 
@@ -118,9 +85,8 @@ def resource(key):
 
 def mirror_copy(wildcards):
     """The mirror's copy of an input, so that a change of its content re-stages it."""
-    mirror = config.get("data_mirror")
-    path = Path(mirror, wildcards.relpath) if mirror else None
-    return str(path) if path is not None and path.is_file() else []
+    mirror = mirror_of(wildcards.relpath)
+    return str(Path(mirror, wildcards.relpath)) if mirror else []
 
 
 def target_peaks(target):

@@ -8,7 +8,7 @@ rule stage_input:
     output:
         "resources/{relpath}",
     params:
-        mirror=config.get("data_mirror") or "",
+        mirror=lambda w: mirror_of(w.relpath),
         url=lambda w: INPUTS[w.relpath][0],
         sha256=lambda w: INPUTS[w.relpath][1],
         code=CODE["stage"],
@@ -37,7 +37,7 @@ rule index_genome:
         fai=f"{DATA}/genome.fa.fai",
         sizes=f"{DATA}/chrom.sizes",
     params:
-        code=CODE["genome"],
+        code=CODE["index-genome"],
     log:
         f"results/logs/index_genome/{GENOME}.log",
     benchmark:
@@ -70,7 +70,7 @@ rule call_peaks:
         control=lambda w, input: f"--control {' '.join(input.control)}" if input.control else "",
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         json=as_json(config["peak_calling"]),
-        code=CODE["peak_calling"],
+        code=CODE["call-peaks"],
     priority: 100
     log:
         "results/logs/call_peaks/{target}.log",
@@ -102,7 +102,7 @@ rule check_peaks:
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
         fmt=peak_format_of,
-        code=CODE["windows"],
+        code=CODE["check-inputs"],
     priority: 100
     log:
         "results/logs/check_peaks/{target}.log",
@@ -130,7 +130,7 @@ rule genome_tiles:
     wildcard_constraints:
         width=r"\d+",
     params:
-        code=CODE["tiles"],
+        code=CODE["genome-tiles"],
     log:
         f"results/logs/genome_tiles/{GENOME}_{{width}}.log",
     benchmark:
@@ -190,7 +190,7 @@ rule check_splits:
         f"{DATA}/windows/{{target}}.splits_ok.json",
     params:
         json=as_json(config["splits"]),
-        code=CODE["windows"],
+        code=CODE["check-splits"],
     log:
         "results/logs/check_splits/{target}.log",
     benchmark:

@@ -12,7 +12,7 @@ rule kmer_baseline:
         out_dir=lambda w: f"results/models/{w.target}/kmer_logreg",
         json=as_json({"seed": config["seed"], "kmer_k": config["evaluate"]["kmer_k"],
                       "kmer_C": config["evaluate"]["kmer_C"]}),
-        code=CODE["kmers"],
+        code=CODE["kmer-baseline"],
     log:
         "results/logs/kmer_baseline/{target}.log",
     benchmark:
@@ -39,7 +39,7 @@ rule pwm_baseline:
         jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
         release=f"--release {config['motifs']['jaspar_release']}"
         if config["motifs"]["jaspar_release"] else "",
-        code=CODE["pwm"],
+        code=CODE["pwm-baseline"],
     log:
         "results/logs/pwm_baseline/{target}.log",
     benchmark:
@@ -89,6 +89,8 @@ rule paired_summary:
     output:
         report("results/metrics/paired_summary.tsv", caption="../report/paired_summary.rst",
                category="1. Summary"),
+    params:
+        code=CODE["summarize"],
     log:
         "results/logs/paired_summary.log",
     benchmark:
@@ -109,6 +111,8 @@ rule metrics_summary:
     output:
         report("results/metrics/summary.tsv", caption="../report/metrics_summary.rst",
                category="1. Summary"),
+    params:
+        code=CODE["summarize"],
     log:
         "results/logs/metrics_summary.log",
     benchmark:

@@ -15,7 +15,7 @@ rule plot_roc_pr:
     params:
         predictions=lambda w, input: [f"{m}={input[m]}" for m in models_of(w.target)],
         level=config["evaluate"]["level"],
-        code=CODE["plots"],
+        code=CODE["plot-roc-pr"],
     log:
         "results/logs/plot_roc_pr/{target}.log",
     benchmark:
@@ -45,7 +45,7 @@ rule plot_logos:
     params:
         motif_dir=lambda w: f"results/motifs/{w.target}",
         n_logos=config["motifs"]["n_logos"],
-        code=CODE["plots"],
+        code=CODE["plot-logos"],
     log:
         "results/logs/plot_logos/{target}.log",
     benchmark:
@@ -78,7 +78,7 @@ rule plot_sweep:
     params:
         arm_dirs=[f"results/models/{SWEEP_TARGET}/sweep/{arm}" for arm in SWEEP_ARMS],
         target=SWEEP_TARGET,
-        code=CODE["plots"],
+        code=CODE["plot-sweep"],
     log:
         "results/logs/plot_sweep.log",
     benchmark:
@@ -104,7 +104,7 @@ rule plot_metrics:
         svg="results/figures/metrics_summary.svg",
     params:
         level=config["evaluate"]["level"],
-        code=CODE["plots"],
+        code=CODE["plot-metrics"],
     log:
         "results/logs/plot_metrics.log",
     benchmark:

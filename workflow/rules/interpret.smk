@@ -55,6 +55,8 @@ if ATTRIBUTIONS:
         output:
             report("results/attributions/summary.tsv", caption="../report/modisco_summary.rst",
                    category="1. Summary"),
+        params:
+            code=CODE["summarize"],
         log:
             "results/logs/attributions_summary.log",
         benchmark:
@@ -117,6 +119,8 @@ if GRAMMAR:
         output:
             report("results/grammar/pairs_summary.tsv", caption="../report/grammar_summary.rst",
                    category="8. Motif grammar"),
+        params:
+            code=CODE["summarize"],
         log:
             "results/logs/grammar_summary.log",
         benchmark:
@@ -152,7 +156,7 @@ if ATTRIBUTIONS:
             jaspar_id=lambda w: SAMPLES.loc[w.target, "jaspar_id"],
             json=lambda w: as_json({"q_threshold": config["motifs"]["q_threshold"],
                                     "jaspar_release": config["motifs"]["jaspar_release"]}),
-            code=CODE["motif_compare"],
+            code=CODE["motif-compare"],
         log:
             "results/logs/motif_compare/{target}.log",
         benchmark:
@@ -175,6 +179,8 @@ if ATTRIBUTIONS:
         output:
             report("results/motifs/sources_summary.tsv", caption="../report/motif_sources.rst",
                    category="4. Motifs"),
+        params:
+            code=CODE["summarize"],
         log:
             "results/logs/motif_compare_summary.log",
         benchmark:

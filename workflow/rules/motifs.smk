@@ -41,6 +41,8 @@ rule motifs_summary:
     output:
         report("results/motifs/summary.tsv", caption="../report/motifs_summary.rst",
                category="1. Summary"),
+    params:
+        code=CODE["summarize"],
     log:
         "results/logs/motifs_summary.log",
     benchmark:

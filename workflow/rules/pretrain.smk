@@ -88,7 +88,7 @@ if PRETRAINING:
         params:
             encoder_dir=lambda w, input: Path(input.weights).parent,
             json=as_json(PRETRAINING["diagnostics"]),
-            code=CODE["diagnostics"],
+            code=CODE["pretrain-diagnostics"],
         log:
             "results/logs/pretrain_diagnostics.log",
         benchmark:
@@ -149,7 +149,7 @@ if PRETRAINING:
                           category="12. Pretraining and transfer"),
             svg="results/figures/label_efficiency.svg",
         params:
-            code=CODE["transfer"],
+            code=CODE["transfer-summary"],
         log:
             "results/logs/transfer_summary.log",
         benchmark:

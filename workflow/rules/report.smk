@@ -28,7 +28,7 @@ rule report_summary:
                if input.scrna else [])
             + ["--section"] + [f"{k}={v}" for k, v in report_sections().items()]),
         config=as_json(config),
-        code=CODE["report"],
+        code=CODE["report-summary"],
     log:
         "results/logs/report_summary.log",
     benchmark:

@@ -99,6 +99,8 @@ if MIL:
         output:
             report("results/mil/summary.tsv", caption="../report/mil_summary.rst",
                    category="11. Multiple-instance learning"),
+        params:
+            code=CODE["summarize"],
         log:
             "results/logs/mil_summary.log",
         benchmark:

@@ -45,7 +45,7 @@ rule sweep_arm:
                                 "epochs": config["sweep"]["epochs"],
                                 "architecture": config["cnn"]["architecture"],
                                 "training": config["cnn"]["training"]}),
-        code=CODE["sweep"],
+        code=CODE["sweep-arm"],
     log:
         "results/logs/sweep/{target}/{arm}.log",
     benchmark:
@@ -71,7 +71,7 @@ rule sweep_summary:
                category="3. Overfitting experiment"),
     params:
         arm_dirs=[f"results/models/{SWEEP_TARGET}/sweep/{arm}" for arm in SWEEP_ARMS],
-        code=CODE["sweep"],
+        code=CODE["sweep-summary"],
     log:
         "results/logs/sweep/summary.log",
     benchmark:
