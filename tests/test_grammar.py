@@ -195,7 +195,7 @@ def test_run_grammar_end_to_end_finds_the_planted_spacing(project, tmp_path):
     assert len(spacing) == len(pairs) * 61
     assert spacing.loc[spacing["spacing"].abs() < 8, "overlap"].all()
     fields = pd.read_csv(tmp_path / "out" / "receptive_field.tsv", sep="\t")
-    assert fields["receptive_field_bp"].tolist() == [10, 100, 100]
+    assert fields["receptive_field_bp"].tolist() == [10, 100]   # conv, global max
     assert summary["receptive_field_bp"] == 100 and summary["max_learnable_spacing_bp"] == 0
     assert (tmp_path / "fig" / "T_grammar.png").stat().st_size > 0
     assert (tmp_path / "fig" / "T_grammar.svg").is_file()
@@ -206,3 +206,358 @@ def test_run_grammar_without_the_motif_step_names_the_missing_file(project, tmp_
     with pytest.raises(InputError, match="recovery.tsv"):
         gr.run_grammar("T", project / "model", project / "shards" / "manifest.json",
                        tmp_path / "no_motifs", tmp_path / "out", tmp_path / "g.png", {})
+
+
+# ---------------------------------------------------------------- streaming = the whole-array code
+# The functions below are the implementation before the grammar step was streamed (maps held
+# whole, windows merged by sequence with a Python loop), kept verbatim as the reference.
+
+def ref_active_sites(A: np.ndarray, cut: float, radius: int = 0) -> np.ndarray:
+    from scipy.ndimage import maximum_filter1d
+
+    acts = np.asarray(A, dtype=np.float64)
+    above = acts > cut
+    if radius <= 0 or acts.size == 0:
+        return above
+    local_max = maximum_filter1d(acts, size=2 * radius + 1, axis=1, mode="constant",
+                                 cval=-np.inf)
+    return above & (acts >= local_max)
+
+
+def ref_pair_counts(s_i: np.ndarray, s_j: np.ndarray, max_spacing: int):
+    s_i, s_j = np.asarray(s_i, dtype=np.float64), np.asarray(s_j, dtype=np.float64)
+    n, P = s_i.shape
+    S_i, S_j = s_i.sum(axis=0), s_j.sum(axis=0)
+    spacings = np.arange(-max_spacing, max_spacing + 1)
+    observed = np.zeros(len(spacings))
+    across = np.zeros(len(spacings))
+    for k, delta in enumerate(spacings):
+        lo, hi = max(0, -delta), min(P, P - delta)
+        if hi <= lo:
+            continue
+        observed[k] = np.einsum("np,np->", s_i[:, lo:hi], s_j[:, lo + delta:hi + delta])
+        across[k] = S_i[lo:hi] @ S_j[lo + delta:hi + delta]
+    expected = (across - observed) / (n - 1) if n > 1 else np.full(len(spacings), np.nan)
+    return observed, expected
+
+
+def ref_profile(A_i, A_j, max_spacing, cut_i, cut_j, radius, weighted, pseudocount):
+    from scipy import stats
+
+    site_i, site_j = ref_active_sites(A_i, cut_i, radius), ref_active_sites(A_j, cut_j, radius)
+    n_pairs, expected = ref_pair_counts(site_i, site_j, max_spacing)
+    if weighted:
+        obs_w, exp_w = ref_pair_counts(np.where(site_i, A_i, 0.0), np.where(site_j, A_j, 0.0),
+                                       max_spacing)
+    else:
+        obs_w, exp_w = n_pairs, expected
+    return {"spacing": np.arange(-max_spacing, max_spacing + 1),
+            "score": (obs_w + pseudocount) / (exp_w + pseudocount),
+            "n_pairs": n_pairs, "expected": expected,
+            "p": stats.poisson.sf(n_pairs - 1, np.maximum(expected, 1e-12))}
+
+
+def ref_distinct_windows(X: np.ndarray, min_overlap: int = 50) -> np.ndarray:
+    X = np.asarray(X)
+    n, _, L = X.shape
+    if n == 0 or min_overlap <= 0 or min_overlap > L:
+        return np.arange(n, dtype=np.int64)
+    codes = np.where(X.sum(axis=1) > 0, X.argmax(axis=1), 4).astype(np.uint8)
+    prefix = {}
+    for i in range(n):
+        if (codes[i, :min_overlap] < 4).all():
+            prefix.setdefault(codes[i, :min_overlap].tobytes(), []).append(i)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(n):
+        for start in range(L - min_overlap + 1):
+            for j in prefix.get(codes[i, start:start + min_overlap].tobytes(), ()):
+                if j != i:
+                    a, b = root(i), root(j)
+                    parent[max(a, b)] = min(a, b)
+    return np.array([i for i in range(n) if root(i) == i], dtype=np.int64)
+
+
+def ref_spacing_table(target, pairs, A_pos, A_neg, names, matches, cores, params):
+    params = gr.DEFAULTS | dict(params)
+    index = {name: k for k, name in enumerate(names)}
+    peaks = [maps.max(axis=(0, 2)) for maps in (A_pos, A_neg) if maps.size]
+    peak = np.max(peaks, axis=0) if peaks else np.zeros(len(names))
+    left, width = cores
+    frames = []
+    for pair in pairs:
+        a, b = index[pair["filter_a"]], index[pair["filter_b"]]
+        opts = {"cut_i": params["threshold"] * peak[a], "cut_j": params["threshold"] * peak[b],
+                "radius": int(params["nms_radius"]), "weighted": bool(params["weighted"]),
+                "pseudocount": float(params["pseudocount"])}
+        pos = ref_profile(A_pos[:, a], A_pos[:, b], int(params["max_spacing"]), **opts)
+        neg = ref_profile(A_neg[:, a], A_neg[:, b], int(params["max_spacing"]), **opts)
+        core = pos["spacing"] + left[b] - left[a]
+        frames.append(pd.DataFrame({
+            "target": target, "filter_a": pair["filter_a"],
+            "motif_a": gr._motif(matches, pair["filter_a"]), "filter_b": pair["filter_b"],
+            "motif_b": gr._motif(matches, pair["filter_b"]), "spacing": pos["spacing"],
+            "core_spacing": core, "overlap": (core < width[a]) & (-core < width[b]),
+            "score_pos": pos["score"], "score_neg": neg["score"],
+            "n_pos_pairs": pos["n_pairs"].astype(np.int64), "expected_pos": pos["expected"],
+            "n_neg_pairs": neg["n_pairs"].astype(np.int64), "expected_neg": neg["expected"],
+            "p_pos": pos["p"]}))
+    return pd.concat(frames, ignore_index=True)[gr.SPACING_COLUMNS]
+
+
+def ref_grammar_tables(model, X, y, motif_dir, params):
+    """spacing.tsv and pairs.tsv contents as the whole-array implementation computed them."""
+    from helixflow.motifs import activation_pfms, pfm_to_ppm, trim_ppm
+
+    params = gr.DEFAULTS | params
+    keep = np.sort(np.concatenate([
+        np.flatnonzero(y == label)[ref_distinct_windows(X[y == label],
+                                                        int(params["distinct_overlap"]))]
+        for label in (0, 1)]))
+    X, y = X[keep], y[keep]
+    A = gr.first_layer_activations(model, X)
+    A_pos, A_neg = A[y == 1], A[y == 0]
+    names = [f"filter{i:03d}" for i in range(A.shape[1])]
+    kernel = int(model.conv.kernel_size[0])
+    own_id = gr._own_id(motif_dir)
+    matches = gr.filter_matches(pd.read_csv(motif_dir / "tomtom.tsv", sep="\t"), own_id,
+                                float(params["q_threshold"]))
+    activity = pd.Series(A_pos.max(axis=2).mean(axis=0), index=names)
+    activity = activity[activity.index.isin(matches.index)]
+    pairs = gr.choose_pairs(matches, float(params["q_threshold"]),
+                            int(params["max_partners"]), activity)
+    pfms, _ = activation_pfms(A_pos, X[y == 1].astype(np.float32), kernel,
+                              params["threshold"])
+    trimmed = [trim_ppm(ppm) for ppm in pfm_to_ppm(pfms)]
+    cores = (np.array([left for _, left in trimmed]),
+             np.array([ppm.shape[1] for ppm, _ in trimmed]))
+    table = ref_spacing_table("T", pairs, A_pos, A_neg, names, matches, cores, params)
+    cut = params["threshold"] * A.max(axis=(0, 2))
+    sites_pos = {name: int(ref_active_sites(A_pos[:, k], cut[k],
+                                            int(params["nms_radius"])).sum())
+                 for k, name in enumerate(names)}
+    best = gr.best_spacings(table, pairs, matches, sites_pos, int(params["min_pairs"]),
+                            float(params["pseudocount"]))
+    return table, best, int(len(A_pos)), int(len(A_neg))
+
+
+# Two chromosomes; on each, loci with A then B at SPACING, and windows starting at these
+# offsets from the locus: several windows a few bases apart (one locus: merged), a chain of
+# three (-70/-30 and -30/10 overlap by 60 bp, -70/10 by 20), a pair overlapping by 40 < 50 bp
+# (two loci). Negatives: background tiles away from the loci and "shuffles" (permuted copies
+# of positive windows, carrying the positive's coordinates).
+LOCUS_SHIFTS = [(0,), (0, -7), (0, -3, -9), (-70, -30, 10), (-60, 0), (0,), (0, -25), (0,)]
+
+
+def _genome_windows(seed: int) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    genome, rows = {}, []
+    for c, chrom in enumerate(("chr1", "chr2")):
+        seq = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, 12_000)].T.copy()
+        for i, shifts in enumerate(LOCUS_SHIFTS):
+            site = 500 + 600 * i + int(rng.integers(0, 50))
+            seq[:, site:site + 8] = one_hot(MOTIF_A)
+            seq[:, site + SPACING:site + SPACING + 8] = one_hot(MOTIF_B)
+            first = site - int(rng.integers(2, 6))
+            for k, shift in enumerate(shifts):
+                rows.append((chrom, first + shift, f"peak{c}_{i}_{k}", 1, "peak"))
+        for t in range(14):
+            rows.append((chrom, 6_000 + 400 * t, f"bg:{chrom}:{6_000 + 400 * t}", 0,
+                         "background"))
+        genome[chrom] = seq
+    table = pd.DataFrame(rows, columns=["chrom", "start", "name", "label", "kind"])
+    peaks = table[table["kind"] == "peak"]
+    shuffles = peaks.iloc[rng.choice(len(peaks), 6, replace=True)].assign(
+        label=0, kind="shuffle", name=lambda d: [f"shuf{i}:{n}" for i, n in enumerate(d["name"])])
+    table = pd.concat([table, shuffles], ignore_index=True).assign(
+        end=lambda d: d["start"] + 100, score=0, strand=".", gc=0.5,
+        split=lambda d: d["chrom"].map({"chr1": "test", "chr2": "valid"}))
+    table = table.sort_values(["chrom", "start", "label", "name"], kind="stable")
+    return genome, table[["chrom", "start", "end", "name", "score", "strand", "label", "split",
+                          "kind", "gc"]].reset_index(drop=True)
+
+
+def _encode(genome: dict[str, np.ndarray], windows: pd.DataFrame, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = np.stack([genome[r.chrom][:, r.start:r.end] for r in windows.itertuples()])
+    for i in np.flatnonzero(windows["kind"].to_numpy() == "shuffle"):
+        X[i] = X[i][:, rng.permutation(X.shape[2])]
+    return X.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def located(project):
+    """The planted project's model and motifs with shards built from genomic windows, and
+    the windows BED they came from."""
+    out = project / "located"
+    out.mkdir()
+    genome, windows = _genome_windows(seed=11)
+    bed = out / "windows.bed"
+    windows.to_csv(bed, sep="\t", header=False, index=False)
+    shards = out / "shards"
+    shards.mkdir()
+    splits = {}
+    for split in ("valid", "test"):
+        part = windows[windows["split"] == split].reset_index(drop=True)
+        splits[split] = _write_split(shards, split, _encode(genome, part, seed=len(split)),
+                                     part["label"].to_numpy(np.uint8))
+        names = shards / f"{split}.names.txt"
+        names.write_text("".join(f"{n}\n" for n in part["name"]))
+        splits[split]["names"]["sha256"] = sha256sum(names)
+    manifest = {"window": 100, "splits": splits, "sources": {"windows": sha256sum(bed)}}
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    return {"model": project / "model", "motifs": project / "motifs",
+            "manifest": shards / "manifest.json", "bed": bed, "windows": windows}
+
+
+def _reference_files(located, tmp_path, params: dict) -> tuple[bytes, bytes, tuple[int, int]]:
+    from helixflow.files import write_tsv
+    from helixflow.models.cnn import load_model
+    from helixflow.shards import load_split
+
+    parts = [load_split(located["manifest"], s) for s in params["split"]]
+    X = np.concatenate([np.asarray(p.X) for p in parts])
+    y = np.concatenate([np.asarray(p.y) for p in parts])
+    table, best, n_pos, n_neg = ref_grammar_tables(load_model(located["model"]), X, y,
+                                                   located["motifs"], params)
+    write_tsv(tmp_path / "ref_spacing.tsv", table.round(6))
+    write_tsv(tmp_path / "ref_pairs.tsv", best.round(6))
+    return ((tmp_path / "ref_spacing.tsv").read_bytes(),
+            (tmp_path / "ref_pairs.tsv").read_bytes(), (n_pos, n_neg))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_streamed_grammar_writes_the_tables_of_the_whole_array_code(located, tmp_path,
+                                                                    weighted):
+    params = {"split": ["valid", "test"], "max_spacing": 30, "weighted": weighted}
+    ref_spacing, ref_pairs, (n_pos, n_neg) = _reference_files(located, tmp_path, params)
+    windows = located["windows"]
+    assert n_pos < (windows["label"] == 1).sum()  # the example does merge windows
+    # by coordinates (BED) and by sequence (fallback), 3 windows of maps at a time
+    one_window = 4 * 4 * (100 - 10 + 1)
+    for name, source in (("bed", located["bed"]), ("frame", windows), ("none", None)):
+        if isinstance(source, pd.DataFrame):  # a table aligned with valid then test rows
+            source = pd.concat([windows[windows["split"] == s] for s in params["split"]])
+        out = tmp_path / name
+        summary = gr.run_grammar("T", located["model"], located["manifest"], located["motifs"],
+                                 out, tmp_path / f"{name}.png", params, windows=source,
+                                 chunk_bytes=3 * one_window)
+        assert (summary["n_pos"], summary["n_neg"]) == (n_pos, n_neg)
+        assert summary["dedup"] == ("sequence" if source is None else "coordinates")
+        assert (out / "spacing.tsv").read_bytes() == ref_spacing
+        assert (out / "pairs.tsv").read_bytes() == ref_pairs
+
+
+def test_grammar_holds_one_chunk_of_maps_at_a_time(located, tmp_path, monkeypatch):
+    seen = []
+    real = gr.first_layer_activations
+
+    def spy(model, X, batch=512):
+        seen.append(len(X))
+        return real(model, X, batch)
+
+    monkeypatch.setattr(gr, "first_layer_activations", spy)
+    one_window = 4 * 4 * (100 - 10 + 1)
+    summary = gr.run_grammar("T", located["model"], located["manifest"], located["motifs"],
+                             tmp_path / "out", tmp_path / "g.png", {"split": ["valid", "test"]},
+                             windows=located["bed"], chunk_bytes=5 * one_window)
+    # one window to size the chunks, then two passes over every distinct window
+    assert max(seen) == 5
+    assert sum(seen) == 1 + 2 * (summary["n_pos"] + summary["n_neg"])
+
+
+def test_grammar_rejects_windows_that_are_not_the_shards(located, tmp_path):
+    other = tmp_path / "other.bed"
+    located["windows"].iloc[::-1].to_csv(other, sep="\t", header=False, index=False)
+    with pytest.raises(InputError, match="not the windows BED"):
+        gr.run_grammar("T", located["model"], located["manifest"], located["motifs"],
+                       tmp_path / "out", tmp_path / "g.png", {"split": "test"}, windows=other)
+    shuffled = located["windows"].sample(frac=1, random_state=0)
+    with pytest.raises(InputError, match="names differ"):
+        gr.window_coordinates(shuffled[shuffled["split"] == "test"], located["manifest"],
+                              ["test"], [list(located["windows"].query("split == 'test'")
+                                              ["name"])])
+
+
+# ---------------------------------------------------------------- de-duplication
+
+def test_distinct_loci_merges_chains_of_overlaps_and_keeps_the_first_row():
+    windows = pd.DataFrame({
+        "chrom": ["c1", "c1", "c2", "c1", "c1", "c1", "c1", "c2", "c1"],
+        "start": [300, 0, 0, 40, 80, 500, 560, 30, 290],
+        "kind": ["peak"] * 7 + ["shuffle", "peak"]})
+    windows["end"] = windows["start"] + 100
+    # rows 1, 3, 4: a chain (0-40 and 40-80 overlap by 60; 0-80 only by 20), first row 1;
+    # row 8 lies left of row 0 but comes later: row 0 is kept; rows 5, 6 overlap by
+    # 40 < 50: two loci; row 7 is a shuffle on top of row 2: kept
+    assert gr.distinct_loci(windows, 50).tolist() == [0, 1, 2, 5, 6, 7]
+    assert gr.distinct_loci(windows, 40).tolist() == [0, 1, 2, 5, 7]
+    assert gr.distinct_loci(windows, 0).tolist() == list(range(9))
+    assert gr.distinct_loci(windows, 101).tolist() == list(range(9))
+    no_kind = windows.drop(columns="kind")
+    assert gr.distinct_loci(no_kind, 50).tolist() == [0, 1, 2, 5, 6]
+    with pytest.raises(ValueError, match="one width"):
+        gr.distinct_loci(windows.assign(end=windows["end"] + np.arange(9)), 50)
+
+
+def test_distinct_windows_equals_the_loop_on_random_overlaps():
+    rng = np.random.default_rng(4)
+    genome = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, 3000)].T
+    starts = np.sort(rng.integers(0, 2900, 60))
+    X = np.stack([genome[:, s:s + 100] for s in rng.permutation(starts)])
+    X[5, :, 10] = 0  # an N inside a prefix: that window's prefix matches nothing
+    X[7] = X[3]  # an exact copy elsewhere collapses by sequence
+    for overlap in (0, 20, 50, 100, 101):
+        np.testing.assert_array_equal(gr.distinct_windows(X, overlap),
+                                      ref_distinct_windows(X, overlap))
+    assert len(gr.distinct_windows(X, 50)) < 59
+
+
+def test_rows_reads_chosen_rows_across_arrays():
+    a, b = np.arange(5 * 4 * 3).reshape(5, 4, 3), 100 + np.arange(4 * 4 * 3).reshape(4, 4, 3)
+    rows = gr.Rows([a, b], np.array([1, 4, 5, 8]))
+    assert rows.shape == (4, 4, 3)
+    np.testing.assert_array_equal(rows[0:4], np.concatenate([a[[1, 4]], b[[0, 3]]]))
+    np.testing.assert_array_equal(rows[1:3], np.concatenate([a[[4]], b[[0]]]))
+    with pytest.raises(IndexError):
+        gr.Rows([a, b], np.array([9]))
+
+
+# ---------------------------------------------------------------- running sums
+
+def test_site_sums_over_chunks_equal_the_whole_array_profiles(maps):
+    A_pos, _ = maps
+    peak = A_pos.max(axis=(0, 2))
+    cut = 0.5 * peak
+    for weighted in (False, True):
+        sums = gr.SiteSums(cut, [], [(0, 1), (1, 0), (0, 0)], radius=2, max_spacing=30,
+                           weighted=weighted)
+        for start in range(0, len(A_pos), 37):
+            sums.add(A_pos[start:start + 37])
+        for a, b in [(0, 1), (1, 0), (0, 0)]:
+            got = sums.profile(a, b, 1.0)
+            want = ref_profile(A_pos[:, a], A_pos[:, b], 30, cut[a], cut[b], 2, weighted, 1.0)
+            np.testing.assert_array_equal(got["n_pairs"], want["n_pairs"])
+            np.testing.assert_allclose(got["expected"], want["expected"], rtol=1e-12)
+            np.testing.assert_allclose(got["score"], want["score"], rtol=1e-12)
+        for f in (0, 1):
+            assert sums.sites[f] == ref_active_sites(A_pos[:, f], cut[f], 2).sum()
+
+
+def test_segment_counts_over_chunks_equal_activation_pfms(maps):
+    from helixflow.motifs import activation_pfms
+
+    X, y = planted(200, 100, seed=3)
+    A_pos = maps[0]
+    pfms, _ = activation_pfms(A_pos, X[y == 1], 8, 0.5)
+    cut = np.where(A_pos.max(axis=(0, 2)) > 0, 0.5 * A_pos.max(axis=(0, 2)), np.inf)
+    counts = sum(gr._segment_counts(A_pos[s:s + 23], X[y == 1][s:s + 23], 8, cut)
+                 for s in range(0, len(A_pos), 23))
+    np.testing.assert_array_equal(counts.reshape(pfms.shape), pfms)
+    assert pfms.sum() > 0

@@ -28,8 +28,8 @@ def test_recursion_matches_hand_computed_values():
 
 def test_binding_cnn_global_pool_sees_the_window_but_no_spacing():
     table = model_receptive_fields(BindingCNN(CNNConfig(window=200, kernel=19, pool=0)))
-    assert table["kind"].tolist() == ["conv", "pool", "global"]
-    assert table["receptive_field_bp"].tolist() == [19, 200, 200]
+    assert table["kind"].tolist() == ["conv", "global"]   # adaptive global max, then dense
+    assert table["receptive_field_bp"].tolist() == [19, 200]
     assert not table["position_specific"].any()  # global max → dense: co-occurrence only
 
 

@@ -360,7 +360,7 @@ def cmd_transfer_summary(a: argparse.Namespace) -> None:
 def cmd_grammar(a: argparse.Namespace) -> None:
     from .grammar import run_grammar
     summary = run_grammar(a.target, a.model_dir, a.shards, a.motif_dir, a.out_dir, a.figure,
-                          a.params)
+                          a.params, windows=a.windows)
     print(f"{a.target}: {summary['n_pairs']} motif pairs, receptive field "
           f"{summary['receptive_field_bp']} bp ({summary['seconds']:.1f} s)", file=sys.stderr)
 
@@ -584,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     for arg in ("--target", "--model-dir", "--shards", "--motif-dir", "--out-dir", "--figure"):
         p.add_argument(arg, required=True)
     p.add_argument("--params", type=_json, default={}, help="JSON: see grammar.DEFAULTS")
+    p.add_argument("--windows", default=None,
+                   help="the windows BED the shards were built from (de-duplicate by locus)")
 
     p = add("motif-compare", cmd_motif_compare, "filter motifs beside TF-MoDISco patterns")
     for arg in ("--target", "--motif-dir", "--attribution-dir", "--out-dir", "--figure"):

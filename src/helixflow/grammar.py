@@ -6,8 +6,14 @@ cross-correlation of the two maps — measures whether the two motifs keep a pre
 
 Definitions (all arrays are per window ``n`` and conv position ``p``; ``P = L - kernel + 1``):
 
-* windows: overlapping windows of one locus (peaks a few bases apart) are merged first
-  (:func:`distinct_windows`), or one tandem locus would count once per window covering it.
+* windows: overlapping windows of one locus (peaks a few bases apart) are merged first, or
+  one tandem locus would count once per window covering it: by coordinates
+  (:func:`distinct_loci`, from the windows BED) or, without them, by sequence
+  (:func:`distinct_windows`).
+
+Everything below is a sum over windows, or a per-filter maximum, so :func:`run_grammar`
+streams the activation maps a chunk at a time in two passes (:func:`filter_peaks` for the
+cuts, then :class:`SiteSums`) and never holds more than one chunk of maps.
 
 * a *site* of filter i is a position where ``A_i(n, p) > cut_i`` and ``A_i`` is the largest
   value within ``±radius`` positions (non-maximum suppression, so one motif instance is one
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +58,7 @@ from scipy.ndimage import maximum_filter1d
 
 from .errors import InputError
 from .files import read_json, write_tsv
-from .motifs import activation_pfms, pfm_to_ppm, trim_ppm
+from .motifs import pfm_to_ppm, trim_ppm
 from .records import write_record
 from .shards import load_split
 
@@ -67,6 +74,10 @@ DEFAULTS = {"split": "test", "threshold": 0.5, "max_spacing": 80, "nms_radius": 
             "weighted": False, "pseudocount": 1.0, "q_threshold": 0.05, "max_partners": 4,
             "min_pairs": 5, "n_plot": 6}
 UNMATCHED = "unmatched"
+# First-layer activation maps held at once by the grammar step (float32 bytes), and the
+# one-hot bytes read at once by the sequence de-duplication.
+CHUNK_BYTES = 1 << 27
+_SCAN_BYTES = 1 << 24
 
 
 # ----------------------------------------------------------------------------- maps → sites
@@ -107,6 +118,31 @@ def active_sites(A: np.ndarray, cut: float, radius: int = 0) -> np.ndarray:
     return above & (acts >= local_max)
 
 
+def _observed(s_i: np.ndarray, s_j: np.ndarray, max_spacing: int) -> np.ndarray:
+    """Σ_n Σ_p s_i[n, p] s_j[n, p + Δ] for Δ = -max_spacing..max_spacing, float64."""
+    P = s_i.shape[1]
+    observed = np.zeros(2 * max_spacing + 1)
+    for k, delta in enumerate(range(-max_spacing, max_spacing + 1)):
+        lo, hi = max(0, -delta), min(P, P - delta)  # p with both p and p + Δ inside
+        if hi > lo:
+            observed[k] = np.einsum("np,np->", s_i[:, lo:hi], s_j[:, lo + delta:hi + delta])
+    return observed
+
+
+def _expected(S_i: np.ndarray, S_j: np.ndarray, observed: np.ndarray, n: int) -> np.ndarray:
+    """Expected pairs with j's map from another window: (Σ_p S_i(p) S_j(p + Δ) − O) / (n − 1);
+    S_i, S_j: site maps summed over the n windows, shape=(P,). NaN when n < 2."""
+    max_spacing, P = (len(observed) - 1) // 2, len(S_i)
+    if n < 2:
+        return np.full(len(observed), np.nan)
+    across = np.zeros(len(observed))
+    for k, delta in enumerate(range(-max_spacing, max_spacing + 1)):
+        lo, hi = max(0, -delta), min(P, P - delta)
+        if hi > lo:
+            across[k] = S_i[lo:hi] @ S_j[lo + delta:hi + delta]
+    return (across - observed) / (n - 1)
+
+
 def pair_counts(s_i: np.ndarray, s_j: np.ndarray, max_spacing: int) -> tuple[np.ndarray,
                                                                               np.ndarray]:
     """Observed and expected pair counts at every Δ = -max_spacing..max_spacing.
@@ -119,19 +155,18 @@ def pair_counts(s_i: np.ndarray, s_j: np.ndarray, max_spacing: int) -> tuple[np.
     s_i, s_j = np.asarray(s_i, dtype=np.float64), np.asarray(s_j, dtype=np.float64)
     if s_i.shape != s_j.shape or s_i.ndim != 2:
         raise ValueError(f"need two maps of one shape (n, P); got {s_i.shape} and {s_j.shape}")
-    n, P = s_i.shape
-    S_i, S_j = s_i.sum(axis=0), s_j.sum(axis=0)
-    spacings = np.arange(-max_spacing, max_spacing + 1)
-    observed = np.zeros(len(spacings))
-    across = np.zeros(len(spacings))
-    for k, delta in enumerate(spacings):
-        lo, hi = max(0, -delta), min(P, P - delta)  # p with both p and p + Δ inside
-        if hi <= lo:
-            continue
-        observed[k] = np.einsum("np,np->", s_i[:, lo:hi], s_j[:, lo + delta:hi + delta])
-        across[k] = S_i[lo:hi] @ S_j[lo + delta:hi + delta]
-    expected = (across - observed) / (n - 1) if n > 1 else np.full(len(spacings), np.nan)
-    return observed, expected
+    observed = _observed(s_i, s_j, max_spacing)
+    return observed, _expected(s_i.sum(axis=0), s_j.sum(axis=0), observed, len(s_i))
+
+
+def _profile(n_pairs: np.ndarray, expected: np.ndarray, obs_w: np.ndarray, exp_w: np.ndarray,
+             pseudocount: float) -> dict[str, np.ndarray]:
+    """Score, counts and Poisson p over Δ from 0/1 and chosen-weighting pair counts."""
+    max_spacing = (len(n_pairs) - 1) // 2
+    return {"spacing": np.arange(-max_spacing, max_spacing + 1),
+            "score": (obs_w + pseudocount) / (exp_w + pseudocount),
+            "n_pairs": n_pairs, "expected": expected,
+            "p": stats.poisson.sf(n_pairs - 1, np.maximum(expected, 1e-12))}
 
 
 def coactivation_profile(A_i: np.ndarray, A_j: np.ndarray, max_spacing: int,
@@ -155,10 +190,7 @@ def coactivation_profile(A_i: np.ndarray, A_j: np.ndarray, max_spacing: int,
                                    max_spacing)
     else:
         obs_w, exp_w = n_pairs, expected
-    return {"spacing": np.arange(-max_spacing, max_spacing + 1),
-            "score": (obs_w + pseudocount) / (exp_w + pseudocount),
-            "n_pairs": n_pairs, "expected": expected,
-            "p": stats.poisson.sf(n_pairs - 1, np.maximum(expected, 1e-12))}
+    return _profile(n_pairs, expected, obs_w, exp_w, pseudocount)
 
 
 def coactivation(A_i: np.ndarray, A_j: np.ndarray, max_spacing: int,
@@ -171,24 +203,68 @@ def coactivation(A_i: np.ndarray, A_j: np.ndarray, max_spacing: int,
     return coactivation_profile(A_i, A_j, max_spacing, threshold, **options)["score"]
 
 
-def distinct_windows(X: np.ndarray, min_overlap: int = 50) -> np.ndarray:
-    """Indices of windows to keep so that no two kept windows share a locus.
+# ----------------------------------------------------------------------------- windows
 
-    X: shape=(n, 4, L), one-hot. Windows i < j are taken as one locus when the first
-    ``min_overlap`` bases of one occur exactly inside the other (ChIP-seq peaks a few bases
-    apart give overlapping windows; without this their motif pairs would be counted once per
-    window). Exact repeat copies collapse the same way. Keeps the first window of each group;
-    ``min_overlap`` <= 0 or > L keeps all. Returns sorted int64 indices.
+def distinct_loci(windows: pd.DataFrame, min_overlap: int = 50) -> np.ndarray:
+    """Indices of windows to keep so that no two kept windows share a locus, from coordinates.
+
+    windows: one row per window with ``chrom``, ``start``, ``end`` (one width, as in shards)
+    and optionally ``kind``. Windows on one chromosome overlapping by ``>= min_overlap`` bp
+    are one locus, chained (a–b and b–c make one locus of a, b, c); the first row of each
+    locus is kept. Rows of kind "shuffle" (dinucleotide shuffles: no locus) are all kept, as
+    is everything when ``min_overlap`` <= 0 or > the width. Returns sorted int64 indices.
     """
-    X = np.asarray(X)
+    n = len(windows)
+    if n == 0 or min_overlap <= 0:
+        return np.arange(n, dtype=np.int64)
+    start = windows["start"].to_numpy(dtype=np.int64)
+    widths = np.unique(windows["end"].to_numpy(dtype=np.int64) - start)
+    if len(widths) != 1:
+        raise ValueError(f"windows must have one width, got {widths[:5].tolist()}")
+    shuffle = (windows["kind"].to_numpy() == "shuffle") if "kind" in windows else np.zeros(n, bool)
+    rows = np.flatnonzero(~shuffle)
+    chrom = pd.factorize(windows["chrom"].to_numpy()[rows])[0]
+    order = np.lexsort((rows, start[rows], chrom))  # by chrom, start, then row
+    rows, chrom, start = rows[order], chrom[order], start[rows][order]
+    # sorted by start, two windows of one width overlap by >= min_overlap exactly when their
+    # starts differ by <= width - min_overlap, so each locus is a run of neighbours that do
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = (chrom[1:] != chrom[:-1]) | (np.diff(start) > widths[0] - min_overlap)
+    kept = np.minimum.reduceat(rows, np.flatnonzero(first)) if len(rows) else rows
+    return np.sort(np.concatenate([kept, np.flatnonzero(shuffle)])).astype(np.int64)
+
+
+def _base_codes(X: np.ndarray) -> np.ndarray:
+    """One-hot (n, 4, L) → uint8 (n, L): 0..3 for A, C, G, T and 4 for N."""
+    return np.where(X.sum(axis=1) > 0, X.argmax(axis=1), 4).astype(np.uint8)
+
+
+def _code_blocks(X: np.ndarray, block: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, uint8 base codes) of ``block`` windows of X at a time."""
+    for start in range(0, len(X), block):
+        yield start, _base_codes(np.asarray(X[start:start + block]))
+
+
+def distinct_windows(X: np.ndarray, min_overlap: int = 50) -> np.ndarray:
+    """Indices of windows to keep so that no two kept windows share a locus, from sequence.
+
+    Fallback of :func:`distinct_loci` when the windows' coordinates are unknown.
+    X: shape=(n, 4, L), one-hot (an array, memory map or :class:`Rows`; read in blocks).
+    Windows i < j are taken as one locus when the first ``min_overlap`` bases of one occur
+    exactly inside the other (ChIP-seq peaks a few bases apart give overlapping windows;
+    without this their motif pairs would be counted once per window). Exact repeat copies
+    collapse the same way. Keeps the first window of each group; ``min_overlap`` <= 0 or > L
+    keeps all. Holds the ``n`` prefixes. Returns sorted int64 indices.
+    """
     n, _, L = X.shape
     if n == 0 or min_overlap <= 0 or min_overlap > L:
         return np.arange(n, dtype=np.int64)
-    codes = np.where(X.sum(axis=1) > 0, X.argmax(axis=1), 4).astype(np.uint8)  # (n, L)
-    prefix = {}
-    for i in range(n):
-        if (codes[i, :min_overlap] < 4).all():  # a prefix with N bases matches nothing
-            prefix.setdefault(codes[i, :min_overlap].tobytes(), []).append(i)
+    block = max(1, _SCAN_BYTES // (4 * L))
+    prefix: dict[bytes, list[int]] = {}
+    for first, codes in _code_blocks(X, block):
+        for i, row in enumerate(codes[:, :min_overlap], start=first):
+            if (row < 4).all():  # a prefix with N bases matches nothing
+                prefix.setdefault(row.tobytes(), []).append(i)
     parent = list(range(n))
 
     def root(i: int) -> int:
@@ -197,13 +273,175 @@ def distinct_windows(X: np.ndarray, min_overlap: int = 50) -> np.ndarray:
             i = parent[i]
         return i
 
-    for i in range(n):
-        for start in range(L - min_overlap + 1):
-            for j in prefix.get(codes[i, start:start + min_overlap].tobytes(), ()):
-                if j != i:
-                    a, b = root(i), root(j)
-                    parent[max(a, b)] = min(a, b)
+    for first, codes in _code_blocks(X, block):
+        for i, row in enumerate(codes, start=first):
+            text = row.tobytes()
+            for start in range(L - min_overlap + 1):
+                for j in prefix.get(text[start:start + min_overlap], ()):
+                    if j != i:
+                        a, b = root(i), root(j)
+                        parent[max(a, b)] = min(a, b)
     return np.array([i for i in range(n) if root(i) == i], dtype=np.int64)
+
+
+class Rows:
+    """Chosen rows of several arrays of shape (n_k, 4, L) (e.g. the memory-mapped splits),
+    read as one array: ``len``, ``shape`` and ``rows[a:b]`` (loads only those rows)."""
+
+    def __init__(self, arrays: list[np.ndarray], index: np.ndarray) -> None:
+        self.arrays = arrays
+        self.index = np.asarray(index, dtype=np.int64)
+        self.offsets = np.cumsum([0] + [len(a) for a in arrays])
+        if np.any(np.diff(self.index) < 0):
+            raise ValueError("row index must be ascending")
+        if len(self.index) and (self.index[0] < 0 or self.index[-1] >= self.offsets[-1]):
+            raise IndexError("row index outside the arrays")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self), *self.arrays[0].shape[1:])
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        index = self.index[key]
+        part = np.searchsorted(self.offsets, index, side="right") - 1
+        if len(index) == 0:
+            return np.zeros((0, *self.shape[1:]), dtype=self.arrays[0].dtype)
+        return np.concatenate([self.arrays[k][index[part == k] - self.offsets[k]]
+                               for k in np.unique(part)])
+
+
+# ----------------------------------------------------------------------------- running sums
+
+def _segment_counts(A: np.ndarray, X: np.ndarray, kernel: int, cut: np.ndarray) -> np.ndarray:
+    """Per filter, counts of the input segments ``X[n, :, p:p + kernel]`` at every
+    ``A[n, f, p] > cut[f]``, float64 (F, 4·kernel); the sums of
+    :func:`helixflow.motifs.activation_pfms`, with the cut given instead of taken from A."""
+    n, F, P = A.shape
+    counts = np.zeros((F, 4 * kernel))
+    block = max(1, 4_000_000 // max(1, F * P + P * 4 * kernel))
+    for start in range(0, n, block):
+        sites = A[start:start + block] > cut[None, :, None]  # (c, F, P)
+        c = len(sites)
+        S = sites.transpose(1, 0, 2).reshape(F, c * P).astype(np.float32)
+        windows = np.lib.stride_tricks.sliding_window_view(X[start:start + block], kernel,
+                                                           axis=2)  # (c, 4, P, kernel)
+        W = windows.transpose(0, 2, 1, 3).reshape(c * P, 4 * kernel).astype(np.float32)
+        counts += S @ W
+    return counts
+
+
+class SiteSums:
+    """Running sums over the windows of one class, fed chunk by chunk (:meth:`add`).
+
+    For the filters asked for: site counts; for the filters of ``pairs``: site maps summed over
+    windows ``S_i(p)`` (0/1 and, with ``weighted``, activation-weighted) and per pair the
+    observed pair counts ``O_ij(Δ)``; with ``pfm_cut``: the activating-segment counts of every
+    filter (for the cores). Everything is a sum over windows, so the totals do not depend on
+    the chunking and only one chunk of activation maps is ever held.
+    """
+
+    def __init__(self, cut: np.ndarray, filters: list[int], pairs: list[tuple[int, int]], *,
+                 radius: int, max_spacing: int, weighted: bool,
+                 pfm_cut: np.ndarray | None = None, kernel: int = 0) -> None:
+        self.cut, self.radius, self.max_spacing = cut, radius, max_spacing
+        self.weighted, self.pfm_cut, self.kernel = weighted, pfm_cut, kernel
+        self.pairs = list(dict.fromkeys(pairs))
+        self.paired = sorted({f for pair in self.pairs for f in pair})
+        self.filters = sorted(set(filters) | set(self.paired))
+        self.n = 0
+        self.sites = dict.fromkeys(self.filters, 0)
+        self.maps: dict[int, np.ndarray] = {}
+        self.maps_w: dict[int, np.ndarray] = {}
+        zeros = np.zeros(2 * max_spacing + 1)
+        self.observed = {pair: zeros.copy() for pair in self.pairs}
+        self.observed_w = {pair: zeros.copy() for pair in self.pairs}
+        self.segments: np.ndarray | None = None
+
+    def add(self, A: np.ndarray, X: np.ndarray | None = None) -> None:
+        """Add the maps A, shape=(c, F, P), of c more windows (and their one-hot X for the
+        segment counts)."""
+        self.n += len(A)
+        site01, site_w = {}, {}
+        for f in self.filters:
+            site = active_sites(A[:, f], self.cut[f], self.radius)
+            self.sites[f] += int(site.sum())
+            if f in self.paired:
+                site01[f] = site.astype(np.float64)
+                self.maps[f] = self.maps.get(f, 0) + site01[f].sum(axis=0)
+            if f in self.paired and self.weighted:
+                site_w[f] = np.where(site, A[:, f], 0.0).astype(np.float64)
+                self.maps_w[f] = self.maps_w.get(f, 0) + site_w[f].sum(axis=0)
+        for a, b in self.pairs:
+            self.observed[a, b] += _observed(site01[a], site01[b], self.max_spacing)
+            if self.weighted:
+                self.observed_w[a, b] += _observed(site_w[a], site_w[b], self.max_spacing)
+        if self.pfm_cut is not None and X is not None:
+            counts = _segment_counts(A, X, self.kernel, self.pfm_cut)
+            self.segments = counts if self.segments is None else self.segments + counts
+
+    def profile(self, a: int, b: int, pseudocount: float) -> dict[str, np.ndarray]:
+        """:func:`coactivation_profile` of filters a, b over every window added."""
+        n_pairs = self.observed[a, b]
+        expected = _expected(self.maps[a], self.maps[b], n_pairs, self.n)
+        if not self.weighted:
+            return _profile(n_pairs, expected, n_pairs, expected, pseudocount)
+        obs_w = self.observed_w[a, b]
+        exp_w = _expected(self.maps_w[a], self.maps_w[b], obs_w, self.n)
+        return _profile(n_pairs, expected, obs_w, exp_w, pseudocount)
+
+
+def _maps(model: torch.nn.Module, windows: Rows | np.ndarray,
+          chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(one-hot X, first-layer maps) of ``chunk`` windows at a time."""
+    for start in range(0, len(windows), chunk):
+        X = np.asarray(windows[start:start + chunk])
+        yield X, first_layer_activations(model, X)
+
+
+def chunk_windows(model: torch.nn.Module, windows: Rows | np.ndarray,
+                  chunk_bytes: int = CHUNK_BYTES) -> int:
+    """Windows per chunk so one chunk of float32 first-layer maps takes <= ``chunk_bytes``."""
+    one = first_layer_activations(model, np.asarray(windows[0:1]))
+    return max(1, int(chunk_bytes // max(1, one.nbytes)))
+
+
+def filter_peaks(model: torch.nn.Module, windows: Rows | np.ndarray,
+                 chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pass 1 over the windows: per filter, the largest activation anywhere (float32 (F,);
+    zeros without windows) and the sum over windows of each window's largest (float64 (F,))."""
+    peak, top_sum = np.zeros(0, np.float32), np.zeros(0)
+    for _, A in _maps(model, windows, chunk):
+        top = A.max(axis=2)  # (c, F)
+        peak = top.max(axis=0) if not len(peak) else np.maximum(peak, top.max(axis=0))
+        top_sum = top.sum(axis=0, dtype=np.float64) + (top_sum if len(top_sum) else 0)
+    return peak, top_sum
+
+
+def window_sums(model: torch.nn.Module, pos: Rows | np.ndarray, neg: Rows | np.ndarray,
+                pairs: list[tuple[int, int]], peak_pos: np.ndarray, peak: np.ndarray,
+                params: dict, chunk: int) -> tuple[SiteSums, SiteSums]:
+    """Pass 2 over the windows: :class:`SiteSums` of the positives (every filter's sites and
+    activating segments) and of the negatives, for the filter ``pairs`` (indices).
+
+    peak_pos, peak: per-filter maxima over the positives and over both classes (pass 1,
+    :func:`filter_peaks`): the site cut is ``threshold × peak`` for both classes, the segment
+    cut ``threshold × peak_pos`` (as the motif step's PWMs).
+    """
+    params = DEFAULTS | dict(params)
+    cut = params["threshold"] * peak
+    options = {"radius": int(params["nms_radius"]), "max_spacing": int(params["max_spacing"]),
+               "weighted": bool(params["weighted"])}
+    kernel = int(model.conv.kernel_size[0])
+    sums_pos = SiteSums(cut, list(range(len(peak))), pairs, kernel=kernel, **options,
+                        pfm_cut=np.where(peak_pos > 0, params["threshold"] * peak_pos, np.inf))
+    sums_neg = SiteSums(cut, [], pairs, **options)
+    for sums, rows in ((sums_pos, pos), (sums_neg, neg)):
+        for X, A in _maps(model, rows, chunk):
+            sums.add(A, X)
+    return sums_pos, sums_neg
 
 
 # ----------------------------------------------------------------------------- pairs
@@ -270,20 +508,33 @@ def choose_pairs(matches: pd.DataFrame, q_threshold: float, max_partners: int,
 
 # ----------------------------------------------------------------------------- table, figure
 
-def _core_offsets(A: np.ndarray, X: np.ndarray, kernel: int, threshold: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Left column and width of each filter's trimmed core (the motif inside its kernel),
-    from the PWM of its activating segments in X (as the motif step builds it)."""
-    pfms, _ = activation_pfms(A, X, kernel, threshold)
-    cores = [trim_ppm(ppm) for ppm in pfm_to_ppm(pfms)]
+def _cores(segments: np.ndarray, kernel: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left column and width of each filter's trimmed core from its activating-segment
+    counts, shape=(F, 4·kernel) (as the motif step builds the PWMs)."""
+    cores = [trim_ppm(ppm) for ppm in pfm_to_ppm(segments.reshape(len(segments), 4, kernel))]
     return (np.array([left for _, left in cores]),
             np.array([ppm.shape[1] for ppm, _ in cores]))
+
+
+def _pair_index(pairs: list[dict], names: list[str]) -> list[tuple[int, int]]:
+    index = {name: k for k, name in enumerate(names)}
+    return [(index[pair["filter_a"]], index[pair["filter_b"]]) for pair in pairs]
+
+
+def site_sums(A: np.ndarray, cut: np.ndarray, pairs: list[tuple[int, int]], params: dict,
+              filters: list[int] | None = None) -> SiteSums:
+    """:class:`SiteSums` of maps A, shape=(n, F, P), held whole (library use and tests)."""
+    params = DEFAULTS | dict(params)
+    sums = SiteSums(cut, filters or [], pairs, radius=int(params["nms_radius"]),
+                    max_spacing=int(params["max_spacing"]), weighted=bool(params["weighted"]))
+    sums.add(np.asarray(A))
+    return sums
 
 
 def spacing_table(target: str, pairs: list[dict], A_pos: np.ndarray, A_neg: np.ndarray,
                   names: list[str], matches: pd.DataFrame, cores: tuple[np.ndarray, np.ndarray],
                   params: dict) -> pd.DataFrame:
-    """One row per (pair, Δ) with ``SPACING_COLUMNS``.
+    """One row per (pair, Δ) with ``SPACING_COLUMNS``, from maps held whole.
 
     A_pos, A_neg: first-layer maps, shape=(n, F, P), of positive and negative windows;
     names: filter name per map row ("filter000", ...); cores: (left, width) per filter.
@@ -291,28 +542,37 @@ def spacing_table(target: str, pairs: list[dict], A_pos: np.ndarray, A_neg: np.n
     the starts of their trimmed cores; ``overlap``: the cores overlap at this Δ.
     """
     params = DEFAULTS | dict(params)
-    index = {name: k for k, name in enumerate(names)}
     peaks = [maps.max(axis=(0, 2)) for maps in (A_pos, A_neg) if maps.size]
     peak = np.max(peaks, axis=0) if peaks else np.zeros(len(names))  # per filter, no copy
+    cut = params["threshold"] * peak
+    index = _pair_index(pairs, names)
+    return spacing_table_from_sums(target, pairs, site_sums(A_pos, cut, index, params),
+                                   site_sums(A_neg, cut, index, params), names, matches,
+                                   cores, params)
+
+
+def spacing_table_from_sums(target: str, pairs: list[dict], pos: SiteSums, neg: SiteSums,
+                            names: list[str], matches: pd.DataFrame,
+                            cores: tuple[np.ndarray, np.ndarray],
+                            params: dict) -> pd.DataFrame:
+    """:func:`spacing_table` from the running sums of the positive and negative windows."""
+    params = DEFAULTS | dict(params)
     left, width = cores
     frames = []
-    for pair in pairs:
-        a, b = index[pair["filter_a"]], index[pair["filter_b"]]
-        opts = {"cut_i": params["threshold"] * peak[a], "cut_j": params["threshold"] * peak[b],
-                "radius": int(params["nms_radius"]), "weighted": bool(params["weighted"]),
-                "pseudocount": float(params["pseudocount"])}
-        pos = coactivation_profile(A_pos[:, a], A_pos[:, b], int(params["max_spacing"]), **opts)
-        neg = coactivation_profile(A_neg[:, a], A_neg[:, b], int(params["max_spacing"]), **opts)
-        core = pos["spacing"] + left[b] - left[a]
+    for pair, (a, b) in zip(pairs, _pair_index(pairs, names), strict=True):
+        prof_pos = pos.profile(a, b, float(params["pseudocount"]))
+        prof_neg = neg.profile(a, b, float(params["pseudocount"]))
+        core = prof_pos["spacing"] + left[b] - left[a]
         frames.append(pd.DataFrame({
             "target": target, "filter_a": pair["filter_a"],
             "motif_a": _motif(matches, pair["filter_a"]), "filter_b": pair["filter_b"],
-            "motif_b": _motif(matches, pair["filter_b"]), "spacing": pos["spacing"],
+            "motif_b": _motif(matches, pair["filter_b"]), "spacing": prof_pos["spacing"],
             "core_spacing": core, "overlap": (core < width[a]) & (-core < width[b]),
-            "score_pos": pos["score"], "score_neg": neg["score"],
-            "n_pos_pairs": pos["n_pairs"].astype(np.int64), "expected_pos": pos["expected"],
-            "n_neg_pairs": neg["n_pairs"].astype(np.int64), "expected_neg": neg["expected"],
-            "p_pos": pos["p"]}))
+            "score_pos": prof_pos["score"], "score_neg": prof_neg["score"],
+            "n_pos_pairs": prof_pos["n_pairs"].astype(np.int64),
+            "expected_pos": prof_pos["expected"],
+            "n_neg_pairs": prof_neg["n_pairs"].astype(np.int64),
+            "expected_neg": prof_neg["expected"], "p_pos": prof_pos["p"]}))
     if not frames:
         return pd.DataFrame(columns=SPACING_COLUMNS)
     return pd.concat(frames, ignore_index=True)[SPACING_COLUMNS]
@@ -457,13 +717,65 @@ def _own_id(motif_dir: Path) -> str:
     return str(recovery["jaspar_id"].iloc[0]) if len(recovery) else ""
 
 
+def window_coordinates(windows: str | Path | pd.DataFrame, shards_manifest: str | Path,
+                       splits: list[str], names: list[list[str]]) -> pd.DataFrame:
+    """Coordinates (chrom, start, end, kind) of the shard rows of ``splits``, in shard order.
+
+    windows: the windows BED the shards were built from (checked against the manifest's
+    sha256 and the shard's window names), or a table with chrom, start, end (optionally
+    kind, name) aligned with the rows of the splits concatenated. names: window names per split.
+    """
+    n = sum(len(part) for part in names)
+    if isinstance(windows, pd.DataFrame):
+        table = windows.reset_index(drop=True)
+        if len(table) != n:
+            raise ValueError(f"{len(table)} window coordinates for {n} shard rows")
+    else:
+        from .files import sha256sum
+        from .intervals import read_windows
+
+        expected = read_json(shards_manifest).get("sources", {}).get("windows")
+        if expected and sha256sum(windows) != expected:
+            raise InputError("not the windows BED these shards were built from", path=windows,
+                             fix="pass the windows BED named in the shards' rule")
+        bed = read_windows(windows)
+        table = pd.concat([bed[bed["split"] == split] for split in splits], ignore_index=True)
+    if "name" in table and table["name"].astype(str).tolist() != [w for part in names
+                                                                  for w in part]:
+        raise InputError("window names differ from the shards' names", path=shards_manifest,
+                         fix="pass the windows of these shards, in shard order")
+    return table[[c for c in ("chrom", "start", "end", "kind") if c in table]]
+
+
+def distinct_rows(y: np.ndarray, min_overlap: int, coordinates: pd.DataFrame | None,
+                  X: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """Rows kept per class, (negatives, positives), each sorted: :func:`distinct_loci` of the
+    coordinates, or :func:`distinct_windows` of the sequences when there are none. Classes
+    are merged separately, so a positive never gives way to a negative."""
+    kept = []
+    for label in (0, 1):
+        rows = np.flatnonzero(y == label)
+        if coordinates is not None:
+            keep = distinct_loci(coordinates.iloc[rows], min_overlap)
+        else:
+            keep = distinct_windows(Rows(X.arrays, X.index[rows]), min_overlap)
+        kept.append(rows[keep])
+    return kept[0], kept[1]
+
+
 def run_grammar(target: str, model_dir: str | Path, shards_manifest: str | Path,
                 motif_dir: str | Path, out_dir: str | Path, figure_png: str | Path,
-                params: dict | None = None) -> dict:
+                params: dict | None = None, windows: str | Path | pd.DataFrame | None = None,
+                chunk_bytes: int = CHUNK_BYTES) -> dict:
     """Motif spacing preferences and receptive fields for one target.
 
     Reads the model (BindingCNN), the ``params["split"]`` windows of the shards (a split name
-    or a list of them) and the motif step's ``tomtom.tsv`` / ``recovery.tsv``. Writes into
+    or a list of them) and the motif step's ``tomtom.tsv`` / ``recovery.tsv``. Windows of one
+    locus are merged by coordinates when ``windows`` (the windows BED of the shards, or a
+    table aligned with the split rows: :func:`window_coordinates`) is given, else by sequence
+    (:func:`distinct_windows`). Activation maps are computed ``chunk_bytes`` at a time, in two
+    passes (filter maxima for the cuts, then running sums), so memory does not grow with the
+    number of windows. Writes into
     ``out_dir``: ``spacing.tsv`` (``SPACING_COLUMNS``, one row per pair and Δ),
     ``pairs.tsv`` (``PAIR_COLUMNS``, each pair's preferred spacing), ``receptive_field.tsv``
     (:mod:`helixflow.receptive_field`) and ``record.json``; the figure at ``figure_png``
@@ -477,36 +789,37 @@ def run_grammar(target: str, model_dir: str | Path, shards_manifest: str | Path,
     model = _load_model(model_dir)
     splits = [params["split"]] if isinstance(params["split"], str) else list(params["split"])
     parts = [load_split(shards_manifest, s) for s in splits]
-    X = np.concatenate([np.asarray(p.X) for p in parts])
     y = np.concatenate([np.asarray(p.y) for p in parts])
-    keep = np.sort(np.concatenate([  # per class: a positive never gives way to a negative
-        np.flatnonzero(y == label)[distinct_windows(X[y == label],
-                                                    int(params["distinct_overlap"]))]
-        for label in (0, 1)]))
-    X, y = X[keep], y[keep]
-    if not (y == 1).any() or not (y == 0).any():
+    every = Rows([p.X for p in parts], np.arange(len(y)))
+    coordinates = None if windows is None else window_coordinates(
+        windows, shards_manifest, splits, [p.names for p in parts])
+    keep_neg, keep_pos = distinct_rows(y, int(params["distinct_overlap"]), coordinates, every)
+    if not len(keep_pos) or not len(keep_neg):
         raise InputError(f"split(s) {', '.join(splits)} need positive and negative windows "
                          f"(found {int((y == 1).sum())} and {int((y == 0).sum())})",
                          path=shards_manifest, fix="choose a split with both classes in "
                          "the grammar params ('split')")
-    A = first_layer_activations(model, X)
-    A_pos, A_neg = A[y == 1], A[y == 0]
-    names = [f"filter{i:03d}" for i in range(A.shape[1])]
+    pos, neg = Rows(every.arrays, keep_pos), Rows(every.arrays, keep_neg)
+    chunk = chunk_windows(model, pos, chunk_bytes)
+    # pass 1: per-filter maxima (the cuts) and mean peak activation on positives
+    peak_pos, top_sum = filter_peaks(model, pos, chunk)
+    peak = np.maximum(peak_pos, filter_peaks(model, neg, chunk)[0])
+    names = [f"filter{i:03d}" for i in range(len(peak))]
     kernel = int(model.conv.kernel_size[0])
 
     own_id = _own_id(motif_dir)
     tomtom = _read_table(motif_dir / "tomtom.tsv")
     matches = filter_matches(tomtom, own_id, float(params["q_threshold"]))
-    peak_pos = A_pos.max(axis=2)  # (n_pos, F)
-    activity = pd.Series(peak_pos.mean(axis=0), index=names)
+    activity = pd.Series((top_sum / len(pos)).astype(np.float32), index=names)
     activity = activity[activity.index.isin(matches.index)]  # filters with enough sites
     pairs = choose_pairs(matches, float(params["q_threshold"]), int(params["max_partners"]),
                          activity)
-    cores = _core_offsets(A_pos, X[y == 1].astype(np.float32), kernel, params["threshold"])
-    table = spacing_table(target, pairs, A_pos, A_neg, names, matches, cores, params)
-    cut = params["threshold"] * A.max(axis=(0, 2))
-    sites_pos = {name: int(active_sites(A_pos[:, k], cut[k], int(params["nms_radius"])).sum())
-                 for k, name in enumerate(names)}
+    sums_pos, sums_neg = window_sums(model, pos, neg, _pair_index(pairs, names), peak_pos,
+                                     peak, params, chunk)
+    cores = _cores(sums_pos.segments, kernel)
+    table = spacing_table_from_sums(target, pairs, sums_pos, sums_neg, names, matches, cores,
+                                    params)
+    sites_pos = {name: sums_pos.sites[k] for k, name in enumerate(names)}
     best = best_spacings(table, pairs, matches, sites_pos, int(params["min_pairs"]),
                          float(params["pseudocount"]))
     fields = model_receptive_fields(model)
@@ -517,20 +830,23 @@ def run_grammar(target: str, model_dir: str | Path, shards_manifest: str | Path,
     split_text = "+".join(splits)
     plot_spacing(figure_png, table, best,
                  f"{target}: first-layer co-activation at spacing Δ ({split_text} split, "
-                 f"{len(A_pos)} positive / {len(A_neg)} negative distinct windows)", kernel,
+                 f"{len(pos)} positive / {len(neg)} negative distinct windows)", kernel,
                  int(params["n_plot"]))
     seconds = time.perf_counter() - t0
     grammar_layers = fields[fields["position_specific"]]
     summary = {"target": target, "jaspar_id": own_id, "split": split_text,
-               "n_pos": int(len(A_pos)), "n_neg": int(len(A_neg)), "n_pairs": len(pairs),
-               "n_windows_merged": int(sum(len(p.y) for p in parts) - len(keep)),
+               "n_pos": int(len(pos)), "n_neg": int(len(neg)), "n_pairs": len(pairs),
+               "n_windows_merged": int(len(y) - len(pos) - len(neg)),
+               "dedup": "coordinates" if coordinates is not None else "sequence",
                "receptive_field_bp": int(fields["receptive_field_bp"].iloc[-1]),
                "max_learnable_spacing_bp": int(grammar_layers["max_spacing_bp"].max())
                if len(grammar_layers) else 0,
                "pairs": best.replace({np.nan: None}).to_dict(orient="records"),
                "seconds": round(seconds, 3)}
-    write_record(out_dir / "record.json", "grammar", params,
-                 {"shards": shards_manifest, "weights": model_dir / "model.safetensors",
-                  "tomtom": motif_dir / "tomtom.tsv"}, summary)
+    inputs = {"shards": shards_manifest, "weights": model_dir / "model.safetensors",
+              "tomtom": motif_dir / "tomtom.tsv"}
+    if windows is not None and not isinstance(windows, pd.DataFrame):
+        inputs["windows"] = windows
+    write_record(out_dir / "record.json", "grammar", params, inputs, summary)
     print(f"{target}: {len(pairs)} filter pairs scored in {seconds:.1f} s", file=sys.stderr)
     return summary

@@ -77,6 +77,7 @@ if GRAMMAR:
 
     rule grammar:
         input:
+            windows=f"{DATA}/windows/{{target}}.bed",
             shards=f"{DATA}/shards/{{target}}/manifest.json",
             weights="results/models/{target}/cnn/model.safetensors",
             tomtom="results/motifs/{target}/tomtom.tsv",
@@ -110,8 +111,9 @@ if GRAMMAR:
             "../../envs/interpret.yaml"
         shell:
             "helixflow grammar --target {wildcards.target} --model-dir {params.model_dir} "
-            "--shards {input.shards} --motif-dir {params.motif_dir} --out-dir {params.out_dir} "
-            "--figure {output.figure} --params {params.json:q} 2> {log}"
+            "--shards {input.shards} --windows {input.windows} --motif-dir {params.motif_dir} "
+            "--out-dir {params.out_dir} --figure {output.figure} --params {params.json:q} "
+            "2> {log}"
 
     rule grammar_summary:
         input:

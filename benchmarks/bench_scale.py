@@ -1,0 +1,140 @@
+"""Human-scale benchmark: the whole workflow on the synthetic hg38 at several sizes.
+
+For each scale (a fraction of hg38's 3.1 Gb) it writes the synthetic genome, peaks and
+blacklist (``helixflow.simulate_genome``), runs every default stage of
+``config/examples/hg38_scale`` in a work directory of its own, and reads back per job: wall
+time and peak RSS (Snakemake's ``benchmark:`` files) and the ``mem_mb`` the job asked for
+(the run log). It prints per stage: total seconds, the largest peak RSS, the largest
+request, whether any job used more than it asked for, and the growth of time and memory
+from one scale to the next beside the growth of the input (linear = ratio ≈ size ratio).
+
+    python benchmarks/bench_scale.py                       # 1/64, 1/8 and 1
+    python benchmarks/bench_scale.py --scales 1/64 --cores 2 --workdir scale_runs
+
+Not part of CI (hours at full size on 2 cores); `make bench-scale` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "examples" / "hg38_scale" / "config.yaml"
+SHARED = REPO.parent / "shared" / "data"   # methylation and scRNA inputs of the config
+
+
+def prepare(workdir: Path, scale: Fraction, seed: int, targets: list[str] | None) -> Path:
+    """Simulate the genome into ``workdir/data`` (once) and write the run's config."""
+    from helixflow.simulate_genome import simulate
+    data = workdir / "data" / "hg38_scale"
+    if not (data / "manifest.json").is_file():
+        simulate(data, float(scale), seed, targets=targets)
+    config = yaml.safe_load(CONFIG.read_text())
+    config["data_mirror"] = ["data/hg38_scale", str(SHARED)]   # methylation, scRNA inputs
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_workflow(workdir: Path, config: Path, cores: int) -> float:
+    """Run Snakemake in ``workdir``; returns the wall time. The log is ``workdir/run.log``."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(config), "--profile", str(REPO / "profiles" / "local"),
+           "--cores", str(cores)]
+    tic = time.perf_counter()
+    with open(workdir / "run.log", "w") as log:
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=workdir)
+    return time.perf_counter() - tic
+
+
+def requested_mem(log_text: str) -> dict[str, float]:
+    """{benchmark file: mem_mb asked for} from the job blocks of a Snakemake log."""
+    requested = {}
+    for block in log_text.split("\n\n"):
+        bench = re.search(r"benchmark: (\S+)", block)
+        mem = re.search(r"resources: .*?\bmem_mb=(\d+)", block)
+        if bench and mem:
+            requested[bench.group(1)] = float(mem.group(1))
+    return requested
+
+
+def job_table(workdir: Path) -> pd.DataFrame:
+    """One row per job: rule, seconds, peak RSS (MB) and the mem_mb it asked for."""
+    requested = requested_mem((workdir / "run.log").read_text())
+    root = workdir / "results" / "benchmarks"
+    rows = []
+    for path in sorted(root.rglob("*.tsv")):
+        bench = pd.read_csv(path, sep="\t")
+        rel = str(path.relative_to(workdir))
+        rows.append({"rule": path.relative_to(root).parts[0].removesuffix(".tsv"),
+                     "job": rel, "s": float(bench["s"].iloc[0]),
+                     "max_rss_mb": float(pd.to_numeric(bench["max_rss"],
+                                                       errors="coerce").iloc[0]),
+                     "mem_mb": requested.get(rel, float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    return jobs.groupby("rule").agg(
+        jobs=("s", "size"), total_s=("s", "sum"), max_rss_mb=("max_rss_mb", "max"),
+        max_mem_mb=("mem_mb", "max"),
+        over_request=("max_rss_mb", lambda s: int((s > jobs.loc[s.index, "mem_mb"]).sum())))
+
+
+def growth(stages: dict[str, pd.DataFrame], scales: list[Fraction]) -> pd.DataFrame:
+    """Ratio of each stage's time and peak memory between consecutive scales."""
+    rows = []
+    for small, large in zip(scales, scales[1:], strict=False):
+        a, b = stages[str(small)], stages[str(large)]
+        for rule in a.index.intersection(b.index):
+            rows.append({"rule": rule, "from": str(small), "to": str(large),
+                         "size_ratio": float(large / small),
+                         "time_ratio": b.loc[rule, "total_s"] / max(a.loc[rule, "total_s"],
+                                                                    1e-3),
+                         "rss_ratio": b.loc[rule, "max_rss_mb"] / a.loc[rule, "max_rss_mb"]})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["time_vs_size"] = table["time_ratio"] / table["size_ratio"]
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", nargs="+", default=["1/64", "1/8", "1"])
+    parser.add_argument("--workdir", type=Path, default=REPO / "scale_runs")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--targets", default=None, help="comma-separated subset of targets")
+    a = parser.parse_args(argv)
+    scales = sorted(Fraction(s) for s in a.scales)
+    targets = a.targets.split(",") if a.targets else None
+    stages = {}
+    for scale in scales:
+        workdir = a.workdir / f"scale_{scale.numerator}_{scale.denominator}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = prepare(workdir, scale, a.seed, targets)
+        wall = run_workflow(workdir, config, a.cores)
+        jobs = job_table(workdir)
+        stages[str(scale)] = stage_table(jobs)
+        worst = jobs.loc[jobs["max_rss_mb"].idxmax()]
+        print(f"\n== scale {scale}: wall {wall / 60:.1f} min, {len(jobs)} jobs, largest peak "
+              f"RSS {worst['max_rss_mb']:.0f} MB ({worst['job']})")
+        print(stages[str(scale)].round(1).to_string())
+    table = growth(stages, scales)
+    if len(table):
+        print("\n== growth between scales (time_vs_size <= 1.3: at most 1.3x faster than "
+              "the input)")
+        print(table.round(2).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
