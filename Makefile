@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 CORES ?= all
 
-.PHONY: run test setup report figures lint clean
+.PHONY: run test setup report figures lint clean bench-scale
 FIGURE_RULES := plot_roc_pr plot_logos plot_sweep plot_metrics
 # drawn from result tables too, when their stage is on in the config
 OPTIONAL_FIGURE_RULES := motif_compare|transfer_summary
@@ -30,6 +30,10 @@ figures: setup
 	snakemake --profile profiles/local figures --forcerun $(FIGURE_RULES) \
 	  $$(snakemake --list-rules 2>/dev/null | grep -xE '$(OPTIONAL_FIGURE_RULES)')
 	snakemake --profile profiles/local --report results/report.html
+
+# the whole workflow on the synthetic hg38 at 1/64, 1/8 and full size (hours; not in CI)
+bench-scale: setup
+	python benchmarks/bench_scale.py --scales $(or $(SCALES),1/64 1/8 1)
 
 lint: setup
 	ruff check src tests benchmarks

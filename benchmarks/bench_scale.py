@@ -17,7 +17,6 @@ Not part of CI (hours at full size on 2 cores); `make bench-scale` runs it.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import time
@@ -56,31 +55,10 @@ def run_workflow(workdir: Path, config: Path, cores: int) -> float:
     return time.perf_counter() - tic
 
 
-def requested_mem(log_text: str) -> dict[str, float]:
-    """{benchmark file: mem_mb asked for} from the job blocks of a Snakemake log."""
-    requested = {}
-    for block in log_text.split("\n\n"):
-        bench = re.search(r"benchmark: (\S+)", block)
-        mem = re.search(r"resources: .*?\bmem_mb=(\d+)", block)
-        if bench and mem:
-            requested[bench.group(1)] = float(mem.group(1))
-    return requested
-
-
 def job_table(workdir: Path) -> pd.DataFrame:
     """One row per job: rule, seconds, peak RSS (MB) and the mem_mb it asked for."""
-    requested = requested_mem((workdir / "run.log").read_text())
-    root = workdir / "results" / "benchmarks"
-    rows = []
-    for path in sorted(root.rglob("*.tsv")):
-        bench = pd.read_csv(path, sep="\t")
-        rel = str(path.relative_to(workdir))
-        rows.append({"rule": path.relative_to(root).parts[0].removesuffix(".tsv"),
-                     "job": rel, "s": float(bench["s"].iloc[0]),
-                     "max_rss_mb": float(pd.to_numeric(bench["max_rss"],
-                                                       errors="coerce").iloc[0]),
-                     "mem_mb": requested.get(rel, float("nan"))})
-    return pd.DataFrame(rows)
+    from helixflow.resources import job_usage
+    return job_usage(workdir, (workdir / "run.log").read_text())
 
 
 def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,7 @@ true anyway.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
@@ -106,3 +107,71 @@ def test_env_files_are_pinned(env):
         for entry in dep["pip"] if isinstance(dep, dict) else [dep]:
             assert entry.startswith("-e ") or re.search(r"==?\d", entry), \
                 f"{env}: '{entry}' is not pinned"
+
+
+# Pins that no import shows: command-line tools the code runs, and optional dependencies a
+# library loads on demand.
+TOOLS = {"python": None, "pip": None,
+         "bedtools": "pybedtools", "macs3": None,               # binaries (macs3: callpeak)
+         "leidenalg": "scanpy", "igraph": "scanpy"}             # scanpy's sc.tl.leiden
+
+
+def unused_pins(repo: Path, src: Path) -> dict[str, list[str]]:
+    """{env file: pins that neither its rules' imports, their dependencies nor TOOLS need}."""
+    from importlib.metadata import PackageNotFoundError, requires
+    provides = packages_distributions()
+    needed: dict[Path, set[str]] = {}
+    for env, stage in rules_with_envs(repo).values():
+        if env is not None and stage is not None:
+            needed.setdefault(env, set()).update(
+                d.lower().replace("_", "-") for name in stage_imports(src, stage)
+                for d in provides.get(name, [name]))
+    unused = {}
+    for env, dists in needed.items():
+        allowed = set(dists)
+        for dist in dists:
+            with contextlib.suppress(PackageNotFoundError):
+                allowed |= {re.split(r"[ ;<>=!~\[]", r)[0].lower().replace("_", "-")
+                            for r in requires(dist) or [] if "extra ==" not in r}
+        allowed |= {tool for tool, needs in TOOLS.items() if needs is None or needs in dists}
+        extra = sorted(set(pinned_packages(env)) - allowed)
+        if extra:
+            unused[env.name] = extra
+    return unused
+
+
+def test_envs_pin_only_what_their_rules_need():
+    """No torch (or anything else) in an env unless one of its rules imports it."""
+    assert unused_pins(REPO, REPO / "src") == {}
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
+def test_env_file_survives_snakemakes_copy(env, tmp_path):
+    """Snakemake builds each env from a copy at .snakemake/conda/<hash>.yaml: nothing in the
+    file may name a path (`-e ..` would then point inside .snakemake/)."""
+    deployed = tmp_path / ".snakemake" / "conda" / "0123abcd.yaml"
+    deployed.parent.mkdir(parents=True)
+    shutil.copy(REPO / "envs" / env, deployed)
+    spec = yaml.safe_load(deployed.read_text())
+    entries = [e for dep in spec["dependencies"]
+               for e in (dep["pip"] if isinstance(dep, dict) else [dep])]
+    for entry in entries:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+(==|=)[0-9][A-Za-z0-9_.\-]*", entry), \
+            f"{env}: '{entry}' is not a pinned package name"
+
+
+def test_helixflow_runs_from_src_without_being_installed(tmp_path):
+    """The rules' shell prefix: `helixflow` resolves from src/ with no installed package."""
+    import subprocess
+
+    from helixflow.launcher import shell_prefix
+    shim = tmp_path / "bin" / "python"
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")   # -S: no site-packages
+    shim.chmod(0o755)
+    prefix = shell_prefix(REPO / "src").replace("{{", "{").replace("}}", "}")
+    result = subprocess.run(["bash", "-c", prefix + "helixflow --help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": f"{shim.parent}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "genome-tiles" in result.stdout and "train" in result.stdout

@@ -302,3 +302,18 @@ def test_report_section_counts_wins_against_the_mean_and_the_best_random_encoder
     html = transfer_section(path)
     assert "<td>+0.050\u00a0[+0.010,\u00a0+0.090]</td>" in html and "<td>–</td>" in html
     assert "excludes 0 for 1 of 1." in html
+
+
+def test_subsample_caps_train_and_valid_windows_reproducibly():
+    from helixflow.shards import Split
+    from helixflow.transfer import subsample
+    X = np.arange(50 * 4 * 3, dtype=np.uint8).reshape(50, 4, 3)
+    split = Split(X=X, y=np.arange(50) % 2, names=[f"w{i}" for i in range(50)])
+    part = subsample(split, 20, seed=3)
+    assert len(part.y) == len(part.names) == len(part.X) == 20
+    rows = [int(n[1:]) for n in part.names]
+    assert rows == sorted(rows) and len(set(rows)) == 20           # a subset, in shard order
+    np.testing.assert_array_equal(part.X, X[rows])
+    assert subsample(split, 20, seed=3).names == part.names
+    assert subsample(split, 20, seed=4).names != part.names
+    assert subsample(split, 0, seed=3) is split and subsample(split, 80, seed=3) is split

@@ -293,6 +293,15 @@ def _scores(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     return auroc_or_nan(y, score), float(average_precision_score(y, score))
 
 
+def subsample(split: Split, limit: int, seed: int) -> Split:
+    """At most ``limit`` windows of ``split`` (a seeded subset, in shard order; 0 = all)."""
+    if not 0 < limit < len(split.y):
+        return split
+    rows = np.sort(np.random.default_rng(seed).choice(len(split.y), limit, replace=False))
+    return Split(X=np.asarray(split.X[rows]), y=np.asarray(split.y)[rows],
+                 names=[split.names[i] for i in rows])
+
+
 def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Path | None,
                  out_dir: str | Path, params: dict | None = None,
                  log: TextIO = sys.stderr) -> dict:
@@ -317,6 +326,8 @@ def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Pa
     out_dir, shards_manifest = Path(out_dir), Path(shards_manifest)
     device = resolve_device(p["device"])
     splits = {name: load_split(shards_manifest, name) for name in ("train", "valid", "test")}
+    for name, limit in p["max_windows"].items():
+        splits[name] = subsample(splits[name], int(limit), p["seed"])
     for name, split in splits.items():
         _check_classes(np.asarray(split.y), name, shards_manifest)
     y = {name: np.asarray(split.y).astype(np.int64) for name, split in splits.items()}

@@ -44,6 +44,10 @@ DEFAULTS: dict = {
                              "dropout": 0.2},
             "training": {"epochs": 60, "batch_size": 64, "lr": 0.003, "weight_decay": 1e-4,
                          "patience": 8, "rc_augment": True, "rc_average": True}},
+    # windows of the train / valid split used at most (a seeded subset; 0 = all): embedding
+    # every window with every encoder is the cost that grows with the genome on a CPU. The
+    # test split is always whole, so transfer scores the same windows as the other models.
+    "max_windows": {"train": 0, "valid": 0},
     "batch_size_eval": 128,
     "device": "auto",              # "auto" = cuda when available (bf16 autocast), else cpu
     "threads": 1,

@@ -5,8 +5,14 @@ from pathlib import Path
 
 from helixflow.config import read_sample_sheet, validate_config
 from helixflow.code_graph import command_digests
+from helixflow.launcher import shell_prefix
+from helixflow.resources import mem_request, runtime_request   # noqa: F401 (rules)
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+# Every rule runs `helixflow STAGE ...` from this checkout's src/ (helixflow.launcher), in
+# the project's .venv or in the rule's conda env (--sdm conda), which holds third-party
+# packages only.
+shell.prefix(shell_prefix(Path(workflow.basedir) / "src"))
 config.update(validate_config(config, source="config (config/config.yaml + --config)",
                               schema_dir=SCHEMAS))
 SAMPLES = read_sample_sheet(config["samples"], schema_dir=SCHEMAS)

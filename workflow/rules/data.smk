@@ -20,8 +20,8 @@ rule stage_input:
         "results/benchmarks/stage/{relpath}.tsv"
     threads: 1
     resources:
-        mem_mb=512,
-        runtime=30,
+        mem_mb=mem_request("stage_input"),
+        runtime=runtime_request("stage_input"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -31,7 +31,7 @@ rule stage_input:
 
 rule index_genome:
     input:
-        resource("fasta"),
+        fasta=resource("fasta"),
     output:
         fasta=f"{DATA}/genome.fa",
         fai=f"{DATA}/genome.fa.fai",
@@ -44,12 +44,12 @@ rule index_genome:
         f"results/benchmarks/index_genome/{GENOME}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=60,
+        mem_mb=mem_request("index_genome"),
+        runtime=runtime_request("index_genome"),
     conda:
         "../../envs/data.yaml"
     shell:
-        "helixflow index-genome --fasta {input} --out {output.fasta} --sizes {output.sizes} "
+        "helixflow index-genome --fasta {input.fasta} --out {output.fasta} --sizes {output.sizes} "
         "2> {log}"
 
 
@@ -78,8 +78,8 @@ rule call_peaks:
         "results/benchmarks/call_peaks/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=mem_request("call_peaks"),
+        runtime=runtime_request("call_peaks"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -110,8 +110,8 @@ rule check_peaks:
         "results/benchmarks/check_peaks/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=30,
+        mem_mb=mem_request("check_peaks"),
+        runtime=runtime_request("check_peaks"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -137,8 +137,8 @@ rule genome_tiles:
         f"results/benchmarks/genome_tiles/{GENOME}_{{width}}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=60,
+        mem_mb=mem_request("genome_tiles"),
+        runtime=runtime_request("genome_tiles"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -171,8 +171,8 @@ rule windows:
         "results/benchmarks/windows/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=mem_request("windows"),
+        runtime=runtime_request("windows"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -197,8 +197,8 @@ rule check_splits:
         "results/benchmarks/check_splits/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_request("check_splits"),
+        runtime=runtime_request("check_splits"),
     conda:
         "../../envs/data.yaml"
     shell:
@@ -223,8 +223,8 @@ rule shards:
         "results/benchmarks/shards/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=mem_request("shards"),
+        runtime=runtime_request("shards"),
     conda:
         "../../envs/data.yaml"
     shell:

@@ -19,8 +19,8 @@ rule kmer_baseline:
         "results/benchmarks/kmer_baseline/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=mem_request("kmer_baseline"),
+        runtime=runtime_request("kmer_baseline"),
     conda:
         "../../envs/evaluate.yaml"
     shell:
@@ -46,8 +46,8 @@ rule pwm_baseline:
         "results/benchmarks/pwm_baseline/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_request("pwm_baseline"),
+        runtime=runtime_request("pwm_baseline"),
     conda:
         "../../envs/evaluate.yaml"
     shell:
@@ -73,8 +73,8 @@ rule evaluate:
         "results/benchmarks/evaluate/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_request("evaluate"),
+        runtime=runtime_request("evaluate"),
     conda:
         "../../envs/evaluate.yaml"
     shell:
@@ -97,8 +97,8 @@ rule paired_summary:
         "results/benchmarks/paired_summary.tsv"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=mem_request("paired_summary"),
+        runtime=runtime_request("paired_summary"),
     conda:
         "../../envs/report.yaml"
     shell:
@@ -119,8 +119,8 @@ rule metrics_summary:
         "results/benchmarks/metrics_summary.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_request("metrics_summary"),
+        runtime=runtime_request("metrics_summary"),
     conda:
         "../../envs/report.yaml"
     shell:

@@ -22,8 +22,8 @@ rule plot_roc_pr:
         "results/benchmarks/plot_roc_pr/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=mem_request("plot_roc_pr"),
+        runtime=runtime_request("plot_roc_pr"),
     conda:
         "../../envs/report.yaml"
     shell:
@@ -52,8 +52,8 @@ rule plot_logos:
         "results/benchmarks/plot_logos/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=mem_request("plot_logos"),
+        runtime=runtime_request("plot_logos"),
     conda:
         "../../envs/motifs.yaml"
     shell:
@@ -85,8 +85,8 @@ rule plot_sweep:
         "results/benchmarks/plot_sweep.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=mem_request("plot_sweep"),
+        runtime=runtime_request("plot_sweep"),
     conda:
         "../../envs/report.yaml"
     shell:
@@ -111,8 +111,8 @@ rule plot_metrics:
         "results/benchmarks/plot_metrics.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=mem_request("plot_metrics"),
+        runtime=runtime_request("plot_metrics"),
     conda:
         "../../envs/report.yaml"
     shell:

@@ -40,8 +40,8 @@ if ATTRIBUTIONS:
             "results/benchmarks/attributions/{target}.tsv"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=mem_request("attributions"),
+            runtime=runtime_request("attributions"),
         conda:
             "../../envs/interpret.yaml"
         shell:
@@ -63,8 +63,8 @@ if ATTRIBUTIONS:
             "results/benchmarks/attributions_summary.tsv"
         threads: 1
         resources:
-            mem_mb=500,
-            runtime=5,
+            mem_mb=mem_request("attributions_summary"),
+            runtime=runtime_request("attributions_summary"),
         conda:
             "../../envs/report.yaml"
         shell:
@@ -105,8 +105,8 @@ if GRAMMAR:
             "results/benchmarks/grammar/{target}.tsv"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=mem_request("grammar"),
+            runtime=runtime_request("grammar"),
         conda:
             "../../envs/interpret.yaml"
         shell:
@@ -129,8 +129,8 @@ if GRAMMAR:
             "results/benchmarks/grammar_summary.tsv"
         threads: 1
         resources:
-            mem_mb=500,
-            runtime=5,
+            mem_mb=mem_request("grammar_summary"),
+            runtime=runtime_request("grammar_summary"),
         conda:
             "../../envs/report.yaml"
         shell:
@@ -165,8 +165,8 @@ if ATTRIBUTIONS:
             "results/benchmarks/motif_compare/{target}.tsv"
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=mem_request("motif_compare"),
+            runtime=runtime_request("motif_compare"),
         conda:
             "../../envs/motifs.yaml"
         shell:
@@ -189,8 +189,8 @@ if ATTRIBUTIONS:
             "results/benchmarks/motif_compare_summary.tsv"
         threads: 1
         resources:
-            mem_mb=500,
-            runtime=5,
+            mem_mb=mem_request("motif_compare_summary"),
+            runtime=runtime_request("motif_compare_summary"),
         conda:
             "../../envs/report.yaml"
         shell:

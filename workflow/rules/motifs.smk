@@ -24,8 +24,8 @@ rule motifs:
         "results/benchmarks/motifs/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=mem_request("motifs"),
+        runtime=runtime_request("motifs"),
     conda:
         "../../envs/motifs.yaml"
     shell:
@@ -49,8 +49,8 @@ rule motifs_summary:
         "results/benchmarks/motifs_summary.tsv"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=mem_request("motifs_summary"),
+        runtime=runtime_request("motifs_summary"),
     conda:
         "../../envs/report.yaml"
     shell:

@@ -47,8 +47,8 @@ if MULTITASK:
             "results/benchmarks/multitask.tsv"
         threads: config["threads"]
         resources:
-            mem_mb=8000,
-            runtime=120,
+            mem_mb=mem_request("multitask"),
+            runtime=runtime_request("multitask"),
         conda:
             "../../envs/train.yaml"
         shell:

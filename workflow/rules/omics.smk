@@ -33,8 +33,8 @@ if METHYLATION:
             f"results/benchmarks/methylation_mae/{METHYLATION['name']}.tsv"
         threads: config["threads"]
         resources:
-            mem_mb=6000,
-            runtime=60,
+            mem_mb=mem_request("methylation_mae"),
+            runtime=runtime_request("methylation_mae"),
         conda:
             "../../envs/omics.yaml"
         shell:
@@ -75,8 +75,8 @@ if SCRNA:
             f"results/benchmarks/scrna/{SCRNA['name']}.tsv"
         threads: config["threads"]
         resources:
-            mem_mb=8000,
-            runtime=60,
+            mem_mb=mem_request("scrna"),
+            runtime=runtime_request("scrna"),
         conda:
             "../../envs/omics.yaml"
         shell:

@@ -25,8 +25,8 @@ if PRETRAINING:
         priority: 50  # corpus → pretrain → transfer is the longest chain: start it early
         threads: config["threads"]
         resources:
-            mem_mb=2000,
-            runtime=60,
+            mem_mb=mem_request("corpus"),
+            runtime=runtime_request("corpus"),
         conda:
             "../../envs/data.yaml"
         shell:
@@ -54,7 +54,7 @@ if PRETRAINING:
             json=as_json({**PRETRAINING["params"], "seed": config["seed"]}),
             # several GPUs: one DDP process each, started by torchrun on the job's node
             launcher=f"torchrun --standalone --nproc-per-node {PRETRAINING['gpus']} "
-            "$(command -v helixflow)" if PRETRAINING["gpus"] > 1 else "helixflow",
+            "-m helixflow" if PRETRAINING["gpus"] > 1 else "helixflow",
             code=CODE["pretrain"],
         log:
             "results/logs/pretrain.log",
@@ -63,8 +63,8 @@ if PRETRAINING:
         priority: 50
         threads: config["threads"]
         resources:
-            mem_mb=8000,
-            runtime=240,
+            mem_mb=mem_request("pretrain"),
+            runtime=runtime_request("pretrain"),
             gpu=max(1, PRETRAINING["gpus"]),
         conda:
             "../../envs/pretrain.yaml"
@@ -95,8 +95,8 @@ if PRETRAINING:
             "results/benchmarks/pretrain_diagnostics.tsv"
         threads: 1
         resources:
-            mem_mb=8000,
-            runtime=60,
+            mem_mb=mem_request("pretrain_diagnostics"),
+            runtime=runtime_request("pretrain_diagnostics"),
         conda:
             "../../envs/pretrain.yaml"
         shell:
@@ -126,8 +126,8 @@ if PRETRAINING:
         priority: 50
         threads: 1
         resources:
-            mem_mb=8000,
-            runtime=120,
+            mem_mb=mem_request("transfer"),
+            runtime=runtime_request("transfer"),
             gpu=1,
         conda:
             "../../envs/pretrain.yaml"
@@ -156,8 +156,8 @@ if PRETRAINING:
             "results/benchmarks/transfer_summary.tsv"
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=mem_request("transfer_summary"),
+            runtime=runtime_request("transfer_summary"),
         conda:
             "../../envs/pretrain.yaml"
         shell:

@@ -35,8 +35,8 @@ rule report_summary:
         "results/benchmarks/report_summary.tsv"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=mem_request("report_summary"),
+        runtime=runtime_request("report_summary"),
     conda:
         "../../envs/report.yaml"
     shell:

@@ -37,8 +37,8 @@ if IMBALANCE:
             "results/benchmarks/imbalance/{target}.tsv"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=60,
+            mem_mb=mem_request("imbalance"),
+            runtime=runtime_request("imbalance"),
         conda:
             "../../envs/train.yaml"
         shell:
@@ -82,8 +82,8 @@ if MIL:
             "results/benchmarks/mil/{target}.tsv"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=60,
+            mem_mb=mem_request("mil"),
+            runtime=runtime_request("mil"),
         conda:
             "../../envs/train.yaml"
         shell:
@@ -107,8 +107,8 @@ if MIL:
             "results/benchmarks/mil_summary.tsv"
         threads: 1
         resources:
-            mem_mb=500,
-            runtime=5,
+            mem_mb=mem_request("mil_summary"),
+            runtime=runtime_request("mil_summary"),
         conda:
             "../../envs/report.yaml"
         shell:

@@ -21,8 +21,8 @@ rule train_cnn:
         "results/benchmarks/train_cnn/{target}.tsv"
     threads: config["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=mem_request("train_cnn"),
+        runtime=runtime_request("train_cnn"),
         gpu=1,
     conda:
         "../../envs/train.yaml"
@@ -52,8 +52,8 @@ rule sweep_arm:
         "results/benchmarks/sweep/{target}/{arm}.tsv"
     threads: config["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=mem_request("sweep_arm"),
+        runtime=runtime_request("sweep_arm"),
         gpu=1,
     conda:
         "../../envs/train.yaml"
@@ -78,8 +78,8 @@ rule sweep_summary:
         "results/benchmarks/sweep/summary.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=mem_request("sweep_summary"),
+        runtime=runtime_request("sweep_summary"),
     conda:
         "../../envs/report.yaml"
     shell:

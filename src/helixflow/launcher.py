@@ -1,0 +1,24 @@
+"""How every rule starts the library: ``helixflow STAGE ...`` from a checkout's ``src/``.
+
+The rules' conda environments (``envs/*.yaml``) hold third-party packages only — a pip path
+such as ``-e ..`` would point inside ``.snakemake/conda/`` once Snakemake copies the file —
+so each job puts the checkout's ``src/`` on ``PYTHONPATH`` and runs ``python -m helixflow``.
+In the project's virtual environment this runs the same code as the installed script.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+
+def shell_prefix(src: str | Path) -> str:
+    """Bash prefix for every rule's shell command (Snakemake's ``shell.prefix``).
+
+    Strict mode, ``src`` first on ``PYTHONPATH``, and a ``helixflow`` shell function that runs
+    the package with the environment's own Python. Braces are doubled because Snakemake
+    formats the prefix like a rule's command.
+    """
+    quoted = shlex.quote(str(src)).replace("{", "{{").replace("}", "}}")
+    return (f"set -euo pipefail; export PYTHONPATH={quoted}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+            'helixflow() {{ python -m helixflow "$@"; }}; ')
