@@ -87,3 +87,11 @@ def test_every_rule_requests_through_the_model_and_names_real_inputs():
                 inputs = block.split("output:", 1)[0]
                 for key in COSTS[name].inputs:
                     assert re.search(rf"\b{key}=", inputs), (name, key)
+
+
+def test_a_manifest_that_is_not_json_counts_by_its_size(tmp_path):
+    broken = tmp_path / "manifest.json"
+    broken.write_text("")
+    assert load_mb([broken]) == 0.0
+    broken.write_text("x" * 1000)
+    assert load_mb([broken]) == pytest.approx(0.001)

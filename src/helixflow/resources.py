@@ -100,7 +100,10 @@ def load_mb(paths: Iterable[str | Path]) -> float:
         if not path.is_file():
             continue
         if path.name == "manifest.json":
-            total += array_bytes(json.loads(path.read_text()))
+            try:
+                total += array_bytes(json.loads(path.read_text()))
+            except (json.JSONDecodeError, ValueError, TypeError):   # not a manifest of arrays
+                total += path.stat().st_size
         elif path.suffix == ".gz":
             total += GZIP_RATIO * path.stat().st_size
         else:
