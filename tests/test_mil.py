@@ -147,6 +147,13 @@ def test_wilson_interval_matches_scipy(k, n):
     assert wilson_interval(k, n, 0.9) == pytest.approx((ci.low, ci.high), abs=1e-12)
 
 
+@pytest.mark.parametrize(("k", "n"), [(0, 50), (0, 7), (50, 50), (3, 3), (1, 1000)])
+def test_wilson_interval_holds_the_proportion_at_the_edges(k, n):
+    """k = 0 or n: rounding must not put the proportion outside (the figure's error bars)."""
+    lo, hi = wilson_interval(k, n)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
 def test_bag_regions_shift_the_summit_within_bounds():
     peaks = pd.DataFrame({"chrom": ["c"] * 500 + ["c"], "summit": [5000] * 500 + [100],
                           "name": [f"p{i}" for i in range(501)]})

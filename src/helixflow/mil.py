@@ -244,7 +244,9 @@ def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    # the interval always holds p; min/max keep rounding (1e-18 above 0 at k = 0) from
+    # putting it outside
+    return float(max(0.0, min(p, centre - half))), float(min(1.0, max(p, centre + half)))
 
 
 def localisation(attention: np.ndarray, contains: np.ndarray, summit_offset: np.ndarray,
