@@ -92,8 +92,10 @@ def _is_binding_cnn(model: nn.Module) -> bool:
         isinstance(head, nn.Sequential)
         and [type(m) for m in head if not isinstance(m, nn.Dropout)] == [nn.Linear, nn.ReLU,
                                                                            nn.Linear])
+    pool = getattr(model, "pool", None)
+    global_max = isinstance(pool, nn.AdaptiveMaxPool1d) and pool.output_size in (1, (1,))
     return (isinstance(getattr(model, "conv", None), nn.Conv1d)
-            and isinstance(getattr(model, "pool", None), nn.MaxPool1d) and simple_head)
+            and (isinstance(pool, nn.MaxPool1d) or global_max) and simple_head)
 
 
 def _rescale(x: torch.Tensor, r: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -117,7 +119,11 @@ def _binding_cnn_multipliers(model: nn.Module, x: torch.Tensor, r: torch.Tensor)
     pool = model.pool
     with torch.no_grad():
         zx, zr = model.conv(x), model.conv(r)
-        args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, True)
+        if isinstance(pool, nn.AdaptiveMaxPool1d):         # global max: one window-wide pool
+            args = (zx.shape[2], zx.shape[2], 0, 1, False, True)
+        else:
+            args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
+                    True)
         px, ix = F.max_pool1d(zx, *args)
         pr, ir = F.max_pool1d(zr, *args)
         hx, hr = torch.relu(px).flatten(1), torch.relu(pr).flatten(1)
