@@ -20,9 +20,12 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from tiny_project import REPO, make_project
+
+from helixflow.resources import request
 
 pytestmark = pytest.mark.slurm
 SCRIPTS = REPO / "tests" / "slurm"
@@ -124,11 +127,15 @@ def test_every_job_went_through_sbatch(slurm_run, cluster):
     not_done = [job for job in jobs if (job["State"], job["ExitCode"]) != ("COMPLETED", "0:0")]
     assert not not_done, not_done
     by_rule = {_rule(job["Comment"]): job for job in jobs}
-    # rule resources reach sbatch: mem_mb -> --mem, runtime -> -t, threads -> --cpus-per-task
-    assert by_rule["train_cnn"]["ReqMem"] == "4000M"
-    assert by_rule["train_cnn"]["Timelimit"] == "01:00:00"
-    assert by_rule["stage_input"]["ReqMem"] == "512M"
-    assert by_rule["stage_input"]["Timelimit"] == "00:30:00"
+    # rule resources reach sbatch: mem_mb -> --mem, runtime -> -t, threads -> --cpus-per-task;
+    # the requests follow the inputs (helixflow.resources), computed when the job is submitted
+    shards = root / "results/data/tiny/shards/Reb1/manifest.json"
+    for rule, inputs in (("train_cnn", SimpleNamespace(shards=str(shards))),
+                         ("stage_input", SimpleNamespace())):
+        mem, minutes = request(rule, inputs)
+        assert by_rule[rule]["ReqMem"] == f"{mem}M", rule
+        assert by_rule[rule]["Timelimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", rule
+    assert request("train_cnn", SimpleNamespace(shards=str(shards)))[0] > request("train_cnn")[0]
     assert {job["AllocCPUS"] for job in jobs} == {"1"}
 
 
