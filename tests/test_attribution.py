@@ -179,3 +179,18 @@ def test_run_attributions_end_to_end(trained, tmp_path):
     assert result["n_windows"] == 100
     # nice-to-have: the planted REB1 site (TTACCCGG) comes back from TF-MoDISco
     assert bool(summary["recovered"].iloc[0]), summary.to_dict("records")
+
+
+def test_modisco_failure_on_too_few_seqlets_gives_no_patterns(monkeypatch, capsys):
+    """leidenalg raises a BaseException on a graph of NaN weights (few seqlets): the stage
+    reports no patterns and says why, instead of failing the run."""
+    import modiscolite.tfmodisco
+
+    from helixflow.attribution_report import run_modisco
+
+    def fails(**_):
+        raise BaseException("Could not construct partition: Cannot accept NaN weights.")
+    monkeypatch.setattr(modiscolite.tfmodisco, "TFMoDISco", fails)
+    X = np.zeros((3, 4, 50), dtype=np.float32)
+    assert run_modisco(X, X, {}) == []
+    assert "no patterns" in capsys.readouterr().err

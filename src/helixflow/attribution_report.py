@@ -186,8 +186,16 @@ def run_modisco(hyp: np.ndarray, X: np.ndarray, settings: dict) -> list[dict]:
 
     one_hot = np.ascontiguousarray(np.transpose(X, (0, 2, 1)), dtype=np.float32)
     contribs = np.ascontiguousarray(np.transpose(hyp, (0, 2, 1)), dtype=np.float32)
-    pos, neg = TFMoDISco(one_hot=one_hot, hypothetical_contribs=contribs,
-                         **(MODISCO_DEFAULTS | settings))
+    try:
+        pos, neg = TFMoDISco(one_hot=one_hot, hypothetical_contribs=contribs,
+                             **(MODISCO_DEFAULTS | settings))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:   # leidenalg raises BaseException ("Cannot accept NaN
+        # weights") when too few seqlets give a similarity graph without edges
+        print(f"TF-MoDISco found no patterns: {type(err).__name__}: {err} (too few or too "
+              "dissimilar seqlets; attribute more windows to find some)", file=sys.stderr)
+        return []
     patterns = []
     for sign, found in (("pos", pos), ("neg", neg)):
         for k, pattern in enumerate(found or []):

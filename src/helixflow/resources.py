@@ -47,7 +47,7 @@ class Cost:
     inputs: tuple[str, ...] = ()     # names of the rule's inputs that the cost scales with
 
 
-TORCH_MB = 700        # interpreter + numpy/pandas/torch imported
+TORCH_MB = 900        # interpreter + numpy/pandas/torch imported, model and buffers
 
 COSTS: dict[str, Cost] = {
     # data layer: streamed, memory independent of the genome
@@ -60,8 +60,8 @@ COSTS: dict[str, Cost] = {
     "check_splits": Cost(500, 3.0, 5, 0.05, inputs=("windows",)),
     "shards": Cost(600, 1.0, 10, 0.05, inputs=("windows",)),
     # models on shards (memory-mapped: the pages read count towards RSS)
-    "train_cnn": Cost(TORCH_MB, 1.5, 30, 0.5, inputs=("shards",)),
-    "sweep_arm": Cost(TORCH_MB, 1.5, 30, 0.5, inputs=("shards",)),
+    "train_cnn": Cost(TORCH_MB, 2.0, 30, 0.5, inputs=("shards",)),
+    "sweep_arm": Cost(TORCH_MB, 2.0, 30, 0.5, inputs=("shards",)),
     "kmer_baseline": Cost(600, 10.0, 10, 0.5, inputs=("shards",)),
     "pwm_baseline": Cost(600, 2.0, 5, 0.1, inputs=("shards",)),
     "motifs": Cost(1200, 2.0, 15, 0.2, inputs=("shards",)),
@@ -74,7 +74,8 @@ COSTS: dict[str, Cost] = {
     # pretraining: the corpus is streamed; pretraining's cost is its step budget
     "corpus": Cost(800, base_min=10, min_per_mb=0.02, inputs=("fasta",)),
     "pretrain": Cost(2500, base_min=240),
-    "pretrain_diagnostics": Cost(1500, 1.0, 30, 0.1, inputs=("corpus", "heldout")),
+    # counts at most diagnostics.max_train_windows (50,000) training windows
+    "pretrain_diagnostics": Cost(3500, base_min=60),
     # evaluation and figures: tables of predictions
     "evaluate": Cost(600, 5.0, 10, 0.5),
     "plot_roc_pr": Cost(600, 5.0, 5, 0.2),
