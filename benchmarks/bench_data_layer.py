@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from proc_memory import reset_peak, status_kb
 
 from helixflow.corpus import build_corpus, read_fai_records
 from helixflow.genome import Genome, index_genome
@@ -248,21 +249,6 @@ def part_b(fasta: Path, work: Path, steps: list[int], device: str, mfu: float,
 # ---------------------------------------------------------------- (c) memory
 
 
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (ru_maxrss) to its current RSS (Linux clear_refs 5)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_kb(field: str) -> int:
-    """A memory field of /proc/self/status in kB: VmRSS (now) or VmHWM (peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return 0
 
 
 def memory_child(fasta: str, out: str, workers: int) -> None:
@@ -275,11 +261,11 @@ def memory_child(fasta: str, out: str, workers: int) -> None:
     Worker processes: ru_maxrss(RUSAGE_CHILDREN), the largest worker.
     """
     chroms = list(read_fai_records(fasta))
-    reset = _reset_peak()
-    start = _status_kb("VmRSS")
+    reset = reset_peak()
+    start = status_kb("VmRSS")
     manifest, seconds = timed(build_corpus, fasta, chroms, out, Tokenizer(1), WINDOW, STRIDE,
                               MAX_N, 65536, workers=workers)
-    print(json.dumps({"start_kb": start, "peak_reset": reset, "peak_kb": _status_kb("VmHWM"),
+    print(json.dumps({"start_kb": start, "peak_reset": reset, "peak_kb": status_kb("VmHWM"),
                       "ru_maxrss_self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "worker_peak_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                       "seconds": seconds, "bp": manifest["counts"]["bp"],

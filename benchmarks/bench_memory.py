@@ -31,9 +31,9 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
+from proc_memory import reset_peak, status_kb
 
 WINDOW = 1000
 CASES = ("kmer_features", "kmer_fit", "grammar_streamed", "grammar_whole_maps")
@@ -55,19 +55,6 @@ def labels(n: int, seed: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- in the child process
 
-def _rss_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _model(seed: int = 0):
@@ -123,15 +110,15 @@ def run_child(case: str, n: int, chunk_mb: float) -> dict:
     """Run one case; its peak memory above the RSS once the inputs exist."""
     steps = globals()[f"_{case}"](n, chunk_mb)
     next(steps)  # make the inputs
-    exact = _reset_peak()
-    base_kb = _rss_kb("VmRSS")
+    exact = reset_peak()
+    base_kb = status_kb("VmRSS")
     if not exact:
         tracemalloc.start()
     tic = time.perf_counter()
     for _ in steps:
         pass
     seconds = time.perf_counter() - tic
-    peak = ((_rss_kb("VmHWM") - base_kb) * 1024 if exact
+    peak = ((status_kb("VmHWM") - base_kb) * 1024 if exact
             else tracemalloc.get_traced_memory()[1])
     return {"case": case, "n": n, "peak_bytes": peak, "seconds": seconds,
             "method": "VmHWM" if exact else "tracemalloc"}
