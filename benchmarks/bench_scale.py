@@ -26,6 +26,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from helixflow.resources import job_usage
+from helixflow.simulate_genome import parse_scale, simulate
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "examples" / "hg38_scale" / "config.yaml"
 SHARED = REPO.parent / "shared" / "data"   # methylation and scRNA inputs of the config
@@ -33,7 +36,6 @@ SHARED = REPO.parent / "shared" / "data"   # methylation and scRNA inputs of the
 
 def prepare(workdir: Path, scale: Fraction, seed: int, targets: list[str] | None) -> Path:
     """Simulate the genome into ``workdir/data`` (once) and write the run's config."""
-    from helixflow.simulate_genome import simulate
     data = workdir / "data" / "hg38_scale"
     if not (data / "manifest.json").is_file():
         simulate(data, float(scale), seed, targets=targets)
@@ -53,12 +55,6 @@ def run_workflow(workdir: Path, config: Path, cores: int) -> float:
     with open(workdir / "run.log", "w") as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=workdir)
     return time.perf_counter() - tic
-
-
-def job_table(workdir: Path) -> pd.DataFrame:
-    """One row per job: rule, seconds, peak RSS (MB) and the mem_mb it asked for."""
-    from helixflow.resources import job_usage
-    return job_usage(workdir, (workdir / "run.log").read_text())
 
 
 def stage_table(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -93,15 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--targets", default=None, help="comma-separated subset of targets")
     a = parser.parse_args(argv)
-    scales = sorted(Fraction(s) for s in a.scales)
-    targets = a.targets.split(",") if a.targets else None
+    scales = sorted(parse_scale(s) for s in a.scales)
+    targets = [t.strip() for t in a.targets.split(",") if t.strip()] if a.targets else None
     stages = {}
     for scale in scales:
         workdir = a.workdir / f"scale_{scale.numerator}_{scale.denominator}"
         workdir.mkdir(parents=True, exist_ok=True)
         config = prepare(workdir, scale, a.seed, targets)
         wall = run_workflow(workdir, config, a.cores)
-        jobs = job_table(workdir)
+        jobs = job_usage(workdir, (workdir / "run.log").read_text())
         stages[str(scale)] = stage_table(jobs)
         worst = jobs.loc[jobs["max_rss_mb"].idxmax()]
         print(f"\n== scale {scale}: wall {wall / 60:.1f} min, {len(jobs)} jobs, largest peak "

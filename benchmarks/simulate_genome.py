@@ -13,20 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from fractions import Fraction
 
-from helixflow.simulate_genome import TARGETS, simulate
+from helixflow.simulate_genome import TARGETS, parse_scale, simulate
 
 
 def scale_type(text: str) -> float:
-    """'1/64', '0.125' or '1' → a float in (0, 1]."""
+    """argparse type: the scale as a float in (0, 1] (helixflow.simulate_genome.parse_scale)."""
     try:
-        value = float(Fraction(text))
-    except (ValueError, ZeroDivisionError) as err:
-        raise argparse.ArgumentTypeError(f"not a fraction: {text!r}") from err
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"scale must be in (0, 1], got {text}")
-    return value
+        return float(parse_scale(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -32,6 +32,7 @@ import gzip
 import sys
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -442,6 +443,17 @@ def narrowpeak_lines(t: Target, chroms: list[Chrom], seed: int, ti: int) -> list
     return [f"{chroms[t.chrom[i]].name}\t{start[i]}\t{start[i] + width[i]}\t"
             f"{t.name}_peak{rank[i]}\t{min(1000, int(signal[i] * 40))}\t.\t{signal[i]:.5f}\t"
             f"{p[i]:.5f}\t{q[i]:.5f}\t{left[i]}\n" for i in np.lexsort((start, by_name[t.chrom]))]
+
+
+def parse_scale(text: str) -> Fraction:
+    """'1/64', '0.125' or '1' → the scale as a fraction in (0, 1]; ValueError otherwise."""
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError) as err:
+        raise ValueError(f"not a fraction: {text!r}") from err
+    if not 0 < value <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {text}")
+    return value
 
 
 def simulate(out_dir: str | Path, scale: float, seed: int, targets: list[str] | None = None,
