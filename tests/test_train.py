@@ -260,6 +260,3 @@ def test_global_pool_model_scores_other_widths():
     longer = torch.zeros(6, 4, 250)
     longer[:, :, 70:70 + LENGTH] = X
     assert model(X).shape == model(longer).shape == (6,)
-    # padding with N (all-zero) columns cannot lower the max of any filter's ReLU activation
-    with torch.no_grad():
-        assert torch.all(model.activations(longer).amax(2) >= model.activations(X).amax(2))

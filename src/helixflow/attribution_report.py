@@ -193,6 +193,8 @@ def run_modisco(hyp: np.ndarray, X: np.ndarray, settings: dict) -> list[dict]:
         raise
     except BaseException as err:   # leidenalg raises BaseException ("Cannot accept NaN
         # weights") when too few seqlets give a similarity graph without edges
+        if "Cannot accept NaN" not in str(err):
+            raise
         print(f"TF-MoDISco found no patterns: {type(err).__name__}: {err} (too few or too "
               "dissimilar seqlets; attribute more windows to find some)", file=sys.stderr)
         return []

@@ -521,41 +521,15 @@ def _pair_index(pairs: list[dict], names: list[str]) -> list[tuple[int, int]]:
     return [(index[pair["filter_a"]], index[pair["filter_b"]]) for pair in pairs]
 
 
-def site_sums(A: np.ndarray, cut: np.ndarray, pairs: list[tuple[int, int]], params: dict,
-              filters: list[int] | None = None) -> SiteSums:
-    """:class:`SiteSums` of maps A, shape=(n, F, P), held whole (library use and tests)."""
-    params = DEFAULTS | dict(params)
-    sums = SiteSums(cut, filters or [], pairs, radius=int(params["nms_radius"]),
-                    max_spacing=int(params["max_spacing"]), weighted=bool(params["weighted"]))
-    sums.add(np.asarray(A))
-    return sums
-
-
-def spacing_table(target: str, pairs: list[dict], A_pos: np.ndarray, A_neg: np.ndarray,
-                  names: list[str], matches: pd.DataFrame, cores: tuple[np.ndarray, np.ndarray],
-                  params: dict) -> pd.DataFrame:
-    """One row per (pair, Δ) with ``SPACING_COLUMNS``, from maps held whole.
-
-    A_pos, A_neg: first-layer maps, shape=(n, F, P), of positive and negative windows;
-    names: filter name per map row ("filter000", ...); cores: (left, width) per filter.
-    ``spacing`` is between the starts of the two filters' windows, ``core_spacing`` between
-    the starts of their trimmed cores; ``overlap``: the cores overlap at this Δ.
-    """
-    params = DEFAULTS | dict(params)
-    peaks = [maps.max(axis=(0, 2)) for maps in (A_pos, A_neg) if maps.size]
-    peak = np.max(peaks, axis=0) if peaks else np.zeros(len(names))  # per filter, no copy
-    cut = params["threshold"] * peak
-    index = _pair_index(pairs, names)
-    return spacing_table_from_sums(target, pairs, site_sums(A_pos, cut, index, params),
-                                   site_sums(A_neg, cut, index, params), names, matches,
-                                   cores, params)
-
-
 def spacing_table_from_sums(target: str, pairs: list[dict], pos: SiteSums, neg: SiteSums,
                             names: list[str], matches: pd.DataFrame,
                             cores: tuple[np.ndarray, np.ndarray],
                             params: dict) -> pd.DataFrame:
-    """:func:`spacing_table` from the running sums of the positive and negative windows."""
+    """One row per (pair, Δ) with ``SPACING_COLUMNS``, from the running sums of the positive
+    and negative windows. names: filter name per map row ("filter000", ...); cores: (left,
+    width) per filter. ``spacing`` is between the starts of the two filters' windows,
+    ``core_spacing`` between the starts of their trimmed cores; ``overlap``: the cores overlap
+    at this Δ."""
     params = DEFAULTS | dict(params)
     left, width = cores
     frames = []

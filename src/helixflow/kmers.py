@@ -185,10 +185,6 @@ class KmerModel:
     C: float
     pipeline: Pipeline
 
-    def features(self, X: np.ndarray) -> np.ndarray:
-        """X: shape=(n, 4, length) → shape=(n, n_canonical_kmers) frequencies."""
-        return kmer_features(X, self.k)
-
     def _by_block(self, score: Callable[[np.ndarray], np.ndarray],
                   X: np.ndarray) -> np.ndarray:
         """``score`` of the features of ``_ROW_BLOCK`` sequences at a time, float64 (n,)."""

@@ -62,6 +62,7 @@ from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .seeding import resolve_device, seed_everything
 from .shards import Split, load_split
 from .tokenize import SPECIALS, UNK, Tokenizer
+from .train import train_eval_rows
 from .transfer_grid import (  # noqa: F401  (DEFAULTS, FULL_GRID: the public settings)
     DEFAULTS,
     ENCODER_MODES,
@@ -297,7 +298,7 @@ def subsample(split: Split, limit: int, seed: int) -> Split:
     """At most ``limit`` windows of ``split`` (a seeded subset, in shard order; 0 = all)."""
     if not 0 < limit < len(split.y):
         return split
-    rows = np.sort(np.random.default_rng(seed).choice(len(split.y), limit, replace=False))
+    rows = train_eval_rows(len(split.y), limit, seed)
     return Split(X=np.asarray(split.X[rows]), y=np.asarray(split.y)[rows],
                  names=[split.names[i] for i in rows])
 
@@ -326,8 +327,8 @@ def run_transfer(target: str, shards_manifest: str | Path, encoder_dir: str | Pa
     out_dir, shards_manifest = Path(out_dir), Path(shards_manifest)
     device = resolve_device(p["device"])
     splits = {name: load_split(shards_manifest, name) for name in ("train", "valid", "test")}
-    for name, limit in p["max_windows"].items():
-        splits[name] = subsample(splits[name], int(limit), p["seed"])
+    for name in ("train", "valid"):                   # the test split is always whole
+        splits[name] = subsample(splits[name], int(p["max_windows"].get(name, 0)), p["seed"])
     for name, split in splits.items():
         _check_classes(np.asarray(split.y), name, shards_manifest)
     y = {name: np.asarray(split.y).astype(np.int64) for name, split in splits.items()}
