@@ -17,6 +17,10 @@ import yaml
 
 from .errors import InputError
 
+# the default MIL bag width (helixflow.mil.DEFAULTS), here, torch-free, because the workflow
+# needs it at start-up to name the bag-width tile table
+MIL_BAG_BP = 1000
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
 

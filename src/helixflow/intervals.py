@@ -257,7 +257,8 @@ def background_negatives(positives: pd.DataFrame, exclude: pd.DataFrame, tiles: 
     tile_width = int(tiles["end"].iloc[0] - tiles["start"].iloc[0]) if len(tiles) else None
     window = int(positives["end"].iloc[0] - positives["start"].iloc[0])
     if tile_width not in (None, window):
-        raise ValueError(f"background tiles are {tile_width} bp but the windows {window} bp")
+        raise InputError(f"background tiles are {tile_width} bp but the windows {window} bp",
+                         fix="pass the genome_tiles table of the window width")
     usable = tiles["chrom"].isin(chroms).to_numpy() & (tiles["n_frac"].to_numpy()
                                                        <= max_n_fraction)
     candidates = tiles[usable]

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from scipy.stats import norm
 
-from .config import overlay
+from .config import MIL_BAG_BP, overlay
 from .early_stopping import EarlyStopping, chosen_epoch
 from .errors import InputError
 from .evaluate import auroc_or_nan, bootstrap_metrics
@@ -49,7 +49,7 @@ from .seeding import seed_everything
 from .tiles import genome_tiles, tiles_for
 
 DEFAULTS: dict = {
-    "bag": 1000,                 # bp per bag
+    "bag": MIL_BAG_BP,           # bp per bag
     "instance": 100,             # bp per instance
     "stride": 50,                # bp between instances
     "max_shift": 300,            # bag centre = summit + uniform integer in [-max_shift, max_shift]

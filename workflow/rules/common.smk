@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from helixflow.config import read_sample_sheet, validate_config
+from helixflow.config import MIL_BAG_BP, read_sample_sheet, validate_config
 from helixflow.code_graph import command_digests
 from helixflow.launcher import shell_prefix
 from helixflow.resources import mem_request, runtime_request   # noqa: F401 (rules)

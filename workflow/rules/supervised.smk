@@ -51,7 +51,7 @@ if IMBALANCE:
 if MIL:
 
     MIL_TARGETS = [t for t in TARGETS if has_jaspar(t)]
-    MIL_BAG = MIL["params"].get("bag", 1000)   # bp; the default is helixflow.mil.DEFAULTS'
+    MIL_BAG = MIL["params"].get("bag", MIL_BAG_BP)   # bp
 
     rule mil:
         input:
