@@ -19,6 +19,7 @@ from helixflow.imbalance import (
     run_imbalance,
 )
 from helixflow.intervals import drop_overlapping, read_peaks, resolve_splits, summit_windows
+from helixflow.tiles import genome_tiles
 
 pytestmark = pytest.mark.usefixtures("restore_torch_state")
 
@@ -107,7 +108,8 @@ def test_windows_nest_and_avoid_peaks_and_blacklist(genome):
     peaks = read_peaks(genome["peaks"], sizes, {})
     black = pd.DataFrame({"chrom": ["chr1", "chr2"], "start": [0, 30000], "end": [2500, 32000]})
     table = imbalance_windows(peaks, black, genome["fasta"], sizes, split_of, 100, 4.0,
-                              {"train": 100}, 20, 0.01, seed=3)
+                              {"train": 100}, 20, 0.01, seed=3,
+                              tiles=genome_tiles(genome["fasta"], 100))
     pos, neg = table[table["label"] == 1], table[table["label"] == 0]
     assert (pos["split"] == "train").sum() == 100          # capped
     assert (pos["split"] == "test").sum() == 60             # all

@@ -328,9 +328,10 @@ def labelled(toy_genome, tmp_path_factory):
     split_of = resolve_splits(sizes, ["chr3"], ["chr4"])
     args = (peaks, blacklist, toy_genome.fasta, sizes, split_of, WIDTH, RATIO, SHUFFLED, BINS,
             MAX_N)
-    table, stats = labelled_windows(*args, seed=7)
-    again, _ = labelled_windows(*args, seed=7)
-    other, _ = labelled_windows(*args, seed=8)
+    tiles = genome_tiles(toy_genome.fasta, WIDTH)
+    table, stats = labelled_windows(*args, seed=7, tiles=tiles)
+    again, _ = labelled_windows(*args, seed=7, tiles=tiles)
+    other, _ = labelled_windows(*args, seed=8, tiles=tiles)
     return {"table": table, "stats": stats, "again": again, "other": other, "peaks": peaks,
             "blacklist": blacklist, "split_of": split_of, "sizes": sizes}
 
@@ -448,7 +449,7 @@ def test_labelled_windows_have_no_split_problems(labelled):
 def test_labelled_windows_zero_ratios(labelled, toy_genome):
     table, _ = labelled_windows(labelled["peaks"], labelled["blacklist"], toy_genome.fasta,
                                 labelled["sizes"], labelled["split_of"], WIDTH, 0.0, 0.0, BINS,
-                                MAX_N, seed=7)
+                                MAX_N, seed=7, tiles=genome_tiles(toy_genome.fasta, WIDTH))
     assert set(table["kind"]) == {"peak"}
 
 

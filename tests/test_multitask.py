@@ -38,6 +38,7 @@ from helixflow.multitask import (
     train_multitask,
 )
 from helixflow.shards import build_shards, load_split
+from helixflow.tiles import genome_tiles
 
 REB1 = "TTACCCGG"      # JASPAR MA0363 core
 CBF1 = "TCACGTGA"      # E-box, palindromic
@@ -238,7 +239,8 @@ def tiny(tmp_path_factory):
     split_of = resolve_splits(sizes, splits["valid"], splits["test"])
     table, _ = labelled_windows(read_peaks(paths["Reb1"], sizes, aliases),
                                 pd.DataFrame(columns=["chrom", "start", "end"]), fasta, sizes,
-                                split_of, 200, 1.0, 0.0, 10, 0.01, seed=0)
+                                split_of, 200, 1.0, 0.0, 10, 0.01, seed=0,
+                                tiles=genome_tiles(fasta, 200))
     table.to_csv(root / "windows.bed", sep="\t", header=False, index=False)
     build_shards(root / "windows.bed", fasta, root / "shards", seed=0)
     metrics = root / "summary.tsv"

@@ -23,6 +23,7 @@ from helixflow.intervals import (
     resolve_splits,
 )
 from helixflow.shards import build_shards, load_split, shuffled_sequences
+from helixflow.tiles import genome_tiles
 
 WIDTH = 200
 
@@ -42,7 +43,8 @@ def shards(toy_genome, tmp_path_factory):
     blacklist = read_blacklist(root / "bl.bed", sizes, {})
     split_of = resolve_splits(sizes, ["chr3"], ["chr4"])
     table, _ = labelled_windows(peaks, blacklist, toy_genome.fasta, sizes, split_of, WIDTH,
-                                1.0, 1.0, 10, 0.01, seed=3)
+                                1.0, 1.0, 10, 0.01, seed=3,
+                                tiles=genome_tiles(toy_genome.fasta, WIDTH))
     windows = root / "windows.bed"
     table.to_csv(windows, sep="\t", header=False, index=False)
     manifest = build_shards(windows, toy_genome.fasta, root / "a", seed=9,

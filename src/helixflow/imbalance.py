@@ -40,7 +40,7 @@ from .losses import LOSSES
 from .models.cnn import CNNConfig
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
-from .tiles import genome_tiles, tiles_for
+from .tiles import tiles_for
 from .train import TrainConfig, predict, train_cnn
 
 DEFAULTS: dict = {
@@ -99,8 +99,7 @@ def _cap(df: pd.DataFrame, n: int, rng: np.random.Generator) -> pd.DataFrame:
 def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
                       sizes: Mapping[str, int], split_of: Mapping[str, str], width: int,
                       max_ratio: float, max_positives: Mapping[str, int], gc_bins: int,
-                      max_n_fraction: float, seed: int,
-                      tiles: pd.DataFrame | None = None) -> pd.DataFrame:
+                      max_n_fraction: float, seed: int, tiles: pd.DataFrame) -> pd.DataFrame:
     """Positive and negative windows of every split, drawn once at ``max_ratio``.
 
     Columns: chrom, start, end, name, label, split, gc, rank — ``rank`` orders each split's
@@ -110,7 +109,6 @@ def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str |
     its chromosomes run out of GC-matched background.
     """
     rng = np.random.default_rng(seed)
-    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     windows = summit_windows(peaks, width, sizes)
     exclude = pd.concat([windows[["chrom", "start", "end"]], blacklist], ignore_index=True)
     windows = drop_overlapping(windows, blacklist)

@@ -15,7 +15,6 @@ import pandas as pd
 import pybedtools
 
 from .errors import InputError
-from .tiles import genome_tiles
 
 WINDOW_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "label", "split", "kind",
                   "gc"]
@@ -275,14 +274,12 @@ def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | 
                      sizes: Mapping[str, int], split_of: Mapping[str, str], width: int,
                      negative_ratio: float, shuffled_ratio: float, gc_bins: int,
                      max_n_fraction: float, seed: int,
-                     tiles: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                     tiles: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Positives at summits and negatives per split; returns the table and what was dropped.
 
-    ``tiles``: the genome's tile table at ``width`` (:mod:`helixflow.tiles`); computed from
-    ``fasta`` when not given.
+    ``tiles``: the genome's tile table at ``width`` (:mod:`helixflow.tiles`).
     """
     rng = np.random.default_rng(seed)
-    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     windows = summit_windows(peaks, width, sizes)
     stats = {"peaks": len(peaks), "off_chromosome_end": len(peaks) - len(windows)}
     exclude = pd.concat([windows[["chrom", "start", "end"]], blacklist], ignore_index=True)

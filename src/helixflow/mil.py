@@ -46,7 +46,7 @@ from .motifs import best_hits, jaspar_motif, pwm_logodds
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
 from .seeding import seed_everything
-from .tiles import genome_tiles, tiles_for
+from .tiles import tiles_for
 
 DEFAULTS: dict = {
     "bag": MIL_BAG_BP,           # bp per bag
@@ -96,16 +96,15 @@ def bag_regions(peaks: pd.DataFrame, sizes: Mapping[str, int], bag: int, max_shi
 
 def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
              sizes: Mapping[str, int], split_of: Mapping[str, str], params: dict,
-             rng: np.random.Generator, tiles: pd.DataFrame | None = None) -> pd.DataFrame:
+             rng: np.random.Generator, tiles: pd.DataFrame) -> pd.DataFrame:
     """Positive and negative bags of every split (``tiles``: the genome's tiles at the bag
-    width, computed from ``fasta`` when not given).
+    width).
 
     Columns chrom, start, end, name, label, split, gc, summit_offset (-1 for negatives).
     Positive bags overlapping the blacklist or with too many N are dropped; negative bags
     avoid the blacklist and every summit ± ``exclude_flank``.
     """
     width = int(params["bag"])
-    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     bags = bag_regions(peaks, sizes, width, int(params["max_shift"]), rng)
     bags = drop_overlapping(bags, blacklist)
     bags = bags[bags["chrom"].isin(split_of.keys())].reset_index(drop=True)

@@ -80,7 +80,7 @@ from .plots import GREY, STYLE, new_figure, plot_learning_curves, plot_metric_su
 from .records import write_record
 from .seeding import seed_everything
 from .shards import load_split
-from .tiles import genome_tiles, tiles_for
+from .tiles import tiles_for
 from .train import rc
 
 DEFAULTS: dict = {
@@ -182,16 +182,14 @@ def label_matrix(windows: pd.DataFrame, summits: Mapping[str, pd.DataFrame],
 
 def build_windows(fasta: str | Path, sizes: Mapping[str, int], summits: Mapping[str, pd.DataFrame],
                   blacklist: pd.DataFrame, split_of: Mapping[str, str],
-                  params: dict, tiles: pd.DataFrame | None = None,
-                  ) -> tuple[pd.DataFrame, np.ndarray, dict]:
+                  params: dict, tiles: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """Summit-union and background windows with their splits and label matrix (``tiles``:
-    the genome's tiles at the window width, computed from ``fasta`` when not given).
+    the genome's tiles at the window width).
 
     Returns (windows ``chrom, start, end, name, split, kind, gc``, labels shape=(n, T), stats).
     """
     width, flank = int(params["width"]), int(params["negative_flank"])
     rng = np.random.default_rng(params["seed"])
-    tiles = genome_tiles(fasta, width) if tiles is None else tiles
     centres = merged_centres(summits, int(params["merge_bp"]))
     centres = centres[centres["chrom"].isin(list(split_of))]
     start = centres["centre"].to_numpy() - width // 2
