@@ -181,16 +181,36 @@ def test_run_attributions_end_to_end(trained, tmp_path):
     assert bool(summary["recovered"].iloc[0]), summary.to_dict("records")
 
 
-def test_modisco_failure_on_too_few_seqlets_gives_no_patterns(monkeypatch, capsys):
-    """leidenalg raises a BaseException on a graph of NaN weights (few seqlets): the stage
-    reports no patterns and says why, instead of failing the run."""
+@pytest.mark.parametrize("error", [
+    BaseException("Could not construct partition: Cannot accept NaN weights."),
+    ValueError("Input contains NaN."),
+])
+def test_modisco_failure_on_degenerate_seqlets_gives_no_patterns(monkeypatch, capsys, error):
+    """A seqlet with all-zero contributions becomes NaN inside TF-MoDISco: leidenalg raises a
+    BaseException on its graph (few seqlets), sklearn a ValueError in pattern merging (a
+    seqlet aligned into a stretch a global max pool leaves without attribution; seen on the
+    1/64 human run). The stage reports no patterns and says why instead of failing the run;
+    any other error still fails it."""
     import modiscolite.tfmodisco
 
     from helixflow.attribution_report import run_modisco
 
     def fails(**_):
-        raise BaseException("Could not construct partition: Cannot accept NaN weights.")
+        raise error
     monkeypatch.setattr(modiscolite.tfmodisco, "TFMoDISco", fails)
     X = np.zeros((3, 4, 50), dtype=np.float32)
     assert run_modisco(X, X, {}) == []
     assert "no patterns" in capsys.readouterr().err
+
+
+def test_modisco_other_errors_still_fail(monkeypatch):
+    import modiscolite.tfmodisco
+
+    from helixflow.attribution_report import run_modisco
+
+    def fails(**_):
+        raise ValueError("operands could not be broadcast together")
+    monkeypatch.setattr(modiscolite.tfmodisco, "TFMoDISco", fails)
+    X = np.zeros((3, 4, 50), dtype=np.float32)
+    with pytest.raises(ValueError, match="broadcast"):
+        run_modisco(X, X, {})

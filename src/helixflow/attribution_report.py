@@ -179,6 +179,12 @@ def plot_saturation(path_png: Path, target: str, atts: dict, names: list[str]) -
 
 # ----------------------------------------------------------------------------- modisco
 
+# TF-MoDISco divides a seqlet's contributions by their norm. A seqlet whose contributions are
+# all zero (too few seqlets for leidenalg's graph, or one aligned into a stretch that a global
+# max pool leaves without attribution) turns into NaN, which these two errors report.
+DEGENERATE_SEQLETS = ("Cannot accept NaN", "Input contains NaN")
+
+
 def run_modisco(hyp: np.ndarray, X: np.ndarray, settings: dict) -> list[dict]:
     """TF-MoDISco on hypothetical contributions (n, 4, L); patterns as dicts with name,
     ppm (4, w) trimmed, n_seqlets. Positive metacluster first; empty when none is found."""
@@ -191,12 +197,13 @@ def run_modisco(hyp: np.ndarray, X: np.ndarray, settings: dict) -> list[dict]:
                              **(MODISCO_DEFAULTS | settings))
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as err:   # leidenalg raises BaseException ("Cannot accept NaN
-        # weights") when too few seqlets give a similarity graph without edges
-        if "Cannot accept NaN" not in str(err):
+    except BaseException as err:   # leidenalg raises a bare BaseException
+        if not any(message in str(err) for message in DEGENERATE_SEQLETS):
             raise
-        print(f"TF-MoDISco found no patterns: {type(err).__name__}: {err} (too few or too "
-              "dissimilar seqlets; attribute more windows to find some)", file=sys.stderr)
+        print(f"TF-MoDISco found no patterns: {type(err).__name__}: {err} (a seqlet whose "
+              "contributions are all zero has no similarity to others: too few seqlets, or "
+              "attributions confined to a few positions, as a global max pool gives; attribute "
+              "more windows to find some)", file=sys.stderr)
         return []
     patterns = []
     for sign, found in (("pos", pos), ("neg", neg)):
