@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .device import resolve_device
 from .errors import InputError
 from .files import read_json, write_tsv
 from .objectives import IGNORE, N_SPECIALS, mask_tokens
-from .seeding import resolve_device
 
 ALPHAS = (1e-3, 1e-2, 0.1, 0.5, 1.0)
 COLUMNS = ["model", "context", "order", "alpha", "selected", "tokens", "accuracy", "perplexity",

@@ -11,7 +11,6 @@ and the mean beta of the region's visible CpGs.
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from torch import nn
 
 from .errors import InputError
 from .files import write_json, write_tsv
+from .fit import FitSettings, Step, fit
 from .methylation import (
     Regions,
     block_split,
@@ -244,42 +244,28 @@ def train_mae(train: Regions, valid: Regions, coverages: Sequence[float], span: 
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(params["lr"]), weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, int(params["epochs"]))
     valid_masks = [torch.from_numpy(block_mask(len(va), length, c, span, rng)) for c in coverages]
-    batch_size = int(params["batch_size"])
-    rows, best, best_loss, since = [], None, np.inf, 0
-    for epoch in range(1, int(params["epochs"]) + 1):
-        tic = time.time()
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(tr)))
-        loss_sum, count = 0.0, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            coverage = coverages[int(rng.integers(len(coverages)))]
-            hidden = torch.from_numpy(block_mask(len(idx), length, coverage, span, rng))
-            nll, n = _masked_loss(model, tr, idx, hidden)
-            if n == 0:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            (nll / n).backward()
-            optimizer.step()
-            loss_sum, count = loss_sum + nll.item(), count + n
-        schedule.step()
-        model.eval()
-        with torch.no_grad():
-            parts = [_masked_loss(model, va, slice(None), m) for m in valid_masks]
-        valid_loss = sum(float(s) for s, _ in parts) / max(1, sum(n for _, n in parts))
-        rows.append({"epoch": epoch, "train_loss": loss_sum / max(count, 1),
-                     "valid_loss": valid_loss, "seconds": time.time() - tic})
-        better = valid_loss < best_loss
-        if better:
-            best, best_loss, since = copy.deepcopy(model.state_dict()), valid_loss, 0
-        else:
-            since += 1
-        print(f"  epoch {epoch:2d}  train {rows[-1]['train_loss']:.4f}  valid {valid_loss:.4f}"
-              f"  {rows[-1]['seconds']:.1f}s" + ("  *" if better else ""), file=log, flush=True)
-        if params["patience"] and since >= int(params["patience"]):
-            break
-    model.load_state_dict(best)
-    return model.eval(), pd.DataFrame(rows)
+
+    def shuffle() -> torch.Tensor:
+        return torch.from_numpy(rng.permutation(len(tr)))
+
+    def step(rows: torch.Tensor) -> Step | None:
+        coverage = coverages[int(rng.integers(len(coverages)))]
+        hidden = torch.from_numpy(block_mask(len(rows), length, coverage, span, rng))
+        nll, n = _masked_loss(model, tr, rows, hidden)
+        if n == 0:
+            return None
+        return Step(nll / n, n, {"train_loss": nll})
+
+    def evaluate(model: MethylMAE) -> dict:
+        parts = [_masked_loss(model, va, slice(None), m) for m in valid_masks]
+        return {"valid_loss": sum(float(s) for s, _ in parts) / max(1, sum(n for _, n in parts))}
+
+    settings = FitSettings(epochs=int(params["epochs"]), batch_size=int(params["batch_size"]),
+                           monitor="valid_loss", higher_is_better=False,
+                           patience=int(params["patience"] or 0))
+    result = fit(model, optimizer, step, len(tr), settings, torch.Generator(), evaluate,
+                 scheduler=schedule, shuffle=shuffle, rngs=[rng], label="  ", log=log)
+    return model, result.history
 
 
 # ----------------------------------------------------------------------------- baselines

@@ -28,10 +28,11 @@ import torch
 from scipy.stats import norm
 
 from .config import MIL_BAG_BP, overlay
-from .early_stopping import EarlyStopping, chosen_epoch
+from .device import resolve_device
 from .errors import InputError
 from .evaluate import auroc_or_nan, bootstrap_metrics
 from .files import write_tsv
+from .fit import FitSettings, Step, fit
 from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
@@ -151,6 +152,8 @@ class MILTrainConfig:
     patience: int = 4        # 0 = train all epochs, keep the last
     seed: int = 0
     threads: int = 1
+    device: str = "auto"     # "auto" | "cpu" | "cuda" (helixflow.device)
+    precision: str = "bf16"  # autocast on a GPU
     model: MILConfig = field(default_factory=MILConfig)
 
 
@@ -159,11 +162,13 @@ def predict_bags(model: AttentionMIL, X: np.ndarray,
                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Bag logits shape=(n,) and attention shape=(n, k) for one-hot bags ``X`` (n, 4, bag)."""
     model.eval()
+    device = next(model.parameters()).device
     logits, attention = [], []
     for i in range(0, len(X), batch_size):
-        logit, att = model(torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32)))
-        logits.append(logit.numpy())
-        attention.append(att.numpy())
+        logit, att = model(torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32))
+                           .to(device))
+        logits.append(logit.float().cpu().numpy())
+        attention.append(att.float().cpu().numpy())
     if not logits:
         return np.zeros(0, np.float32), np.zeros((0, model.n_instances), np.float32)
     return np.concatenate(logits), np.concatenate(attention)
@@ -184,45 +189,29 @@ def train_mil(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
             raise InputError(f"the {split} split has {int(np.sum(labels))} positive bags among "
                              f"{len(labels)}; training needs both classes",
                              fix="move chromosomes with peaks into that split ('splits')")
-    generator = seed_everything(cfg.seed, cfg.threads)
-    model = AttentionMIL(cfg.model)
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed, cfg.threads, device)
+    model = AttentionMIL(cfg.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
-    rows, stopper = [], EarlyStopping(cfg.patience)
-    started = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        tic = time.time()
-        model.train()
-        total = 0.0
-        order = torch.randperm(len(X), generator=generator)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(X[idx])[0], y[idx])
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        valid_logits, _ = predict_bags(model, X_valid)
-        row = {"epoch": epoch, "train_loss": total / len(X),
-               "valid_auroc": auroc_or_nan(np.asarray(y_valid), valid_logits),
-               "seconds": time.time() - tic}
-        rows.append(row)
-        improved = stopper.update(model, row["valid_auroc"])
-        print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f}  valid bag "
-              f"auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
-              + ("  *" if improved else ""), file=log, flush=True)
-        if stopper.should_stop:
-            print(f"early stop: valid bag AUROC not better for {cfg.patience} epochs", file=log)
-            break
-    stopper.restore(model)
-    history = pd.DataFrame(rows)
-    chosen = chosen_epoch(history, cfg.patience)
-    summary = {"epochs_run": len(rows), "best_epoch": int(chosen["epoch"]),
-               "valid_auroc": float(chosen["valid_auroc"]), "seconds": time.time() - started,
-               "n_params": sum(p.numel() for p in model.parameters()), "config": asdict(cfg)}
-    return model, history, summary
+
+    def step(rows: torch.Tensor) -> Step:
+        xb = torch.from_numpy(np.asarray(X_train[rows.numpy()], dtype=np.float32))
+        return Step(loss_fn(model(xb.to(device))[0], y[rows].to(device)), len(rows))
+
+    def evaluate(model: AttentionMIL) -> dict:
+        return {"valid_auroc": auroc_or_nan(np.asarray(y_valid), predict_bags(model, X_valid)[0])}
+
+    settings = FitSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
+                           keep="best" if cfg.patience else "last", precision=cfg.precision)
+    result = fit(model, optimizer, step, len(y), settings, generator, evaluate, log=log)
+    chosen = result.chosen
+    summary = {"epochs_run": len(result.history), "best_epoch": int(chosen["epoch"]),
+               "valid_auroc": float(chosen["valid_auroc"]), "seconds": result.seconds,
+               "n_params": sum(p.numel() for p in model.parameters()), "device": str(device),
+               "config": asdict(cfg)}
+    return model.cpu(), result.history, summary
 
 
 # ----------------------------------------------------------------------------- localisation

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from .config import overlay
-from .early_stopping import EarlyStopping, chosen_epoch
+from .device import resolve_device
 from .errors import InputError
 from .evaluate import (
     METRIC_COLUMNS,
@@ -50,6 +50,7 @@ from .evaluate import (
     write_predictions,
 )
 from .files import write_tsv
+from .fit import FitSettings, Step, fit
 from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
@@ -272,6 +273,8 @@ class MultiTaskTrainConfig:
     pos_weight: str = "balanced"  # positives' loss weight per target: none, sqrt, balanced
     seed: int = 0
     threads: int = 1
+    device: str = "auto"       # "auto" | "cpu" | "cuda" (helixflow.device)
+    precision: str = "bf16"    # autocast on a GPU
     model: MultiTaskConfig = field(default_factory=MultiTaskConfig)
 
 
@@ -280,13 +283,14 @@ def predict_multitask(model: MultiTaskCNN, X: np.ndarray, batch_size: int = 512,
                       rc_average: bool = True) -> np.ndarray:
     """Logits, float32 shape=(n, T), for one-hot ``X`` (shape=(n, 4, L)), strand-averaged."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(X), batch_size):
-        xb = torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32))
-        logit = model(xb)
+        xb = torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32)).to(device)
+        logit = model(xb).float()
         if rc_average:
-            logit = (logit + model(rc(xb))) / 2
-        out.append(logit)
+            logit = (logit + model(rc(xb)).float()) / 2
+        out.append(logit.cpu())
     n_targets = len(model.config.targets)
     return torch.cat(out).numpy() if out else np.zeros((0, n_targets), dtype=np.float32)
 
@@ -344,59 +348,48 @@ def train_multitask(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndarra
             raise InputError(f"target {name} has {int(known.sum())} positive among "
                              f"{len(known)} known training windows; it needs both",
                              fix="drop the target or move chromosomes into the train split")
-    generator = seed_everything(cfg.seed, cfg.threads)
-    model = MultiTaskCNN(cfg.model)
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed, cfg.threads, device)
+    model = MultiTaskCNN(cfg.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    X = torch.from_numpy(np.asarray(X_train, dtype=np.float32))
     Y = torch.from_numpy(np.asarray(Y_train, dtype=np.int64))
     weights = positive_weights(np.asarray(Y_train), cfg.pos_weight)
     pos_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
     monitor = np.sort(np.random.default_rng(cfg.seed).permutation(len(X_train))[:cfg.monitor])
-    X_mon, Y_mon = np.asarray(X_train)[monitor], np.asarray(Y_train)[monitor]
-    rows, stopper = [], EarlyStopping(cfg.patience)
-    started = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        tic = time.time()
-        model.train()
-        order = torch.randperm(len(X), generator=generator)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb = X[idx]
-            if cfg.rc_augment:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                xb = torch.where(flip[:, None, None], rc(xb), xb)
-            optimizer.zero_grad(set_to_none=True)
-            loss = masked_bce(model(xb), Y[idx], pos_weight)
-            loss.backward()
-            optimizer.step()
+    X_mon, Y_mon = np.asarray(X_train[monitor]), np.asarray(Y_train)[monitor]
+
+    def step(rows: torch.Tensor) -> Step:
+        xb = torch.from_numpy(np.asarray(X_train[rows.numpy()], dtype=np.float32))
+        if cfg.rc_augment:
+            flip = torch.rand(len(rows), generator=generator) < 0.5
+            xb = torch.where(flip[:, None, None], rc(xb), xb)
+        loss = masked_bce(model(xb.to(device)), Y[rows].to(device),
+                          None if pos_weight is None else pos_weight.to(device))
+        return Step(loss, len(rows))
+
+    def evaluate(model: MultiTaskCNN) -> dict:
         mon_logits = predict_multitask(model, X_mon, rc_average=cfg.rc_average)
         valid_logits = predict_multitask(model, X_valid, rc_average=cfg.rc_average)
         valid_by_target = masked_aurocs(Y_valid, valid_logits)
-        row = {"epoch": epoch, "train_loss": _masked_loss(mon_logits, Y_mon, pos_weight),
-               "train_auroc": float(np.nanmean(masked_aurocs(Y_mon, mon_logits))),
-               "valid_loss": _masked_loss(valid_logits, Y_valid, pos_weight),
-               "valid_auroc": float(np.nanmean(valid_by_target)),
-               "seconds": time.time() - tic}
-        row |= {f"valid_auroc_{name}": float(v) for name, v in
-                zip(targets, valid_by_target, strict=True)}
-        rows.append(row)
-        improved = stopper.update(model, row["valid_auroc"])
-        print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-              f"auroc {row['train_auroc']:.4f}  valid loss {row['valid_loss']:.4f} "
-              f"mean auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
-              + ("  *" if improved else ""), file=log, flush=True)
-        if stopper.should_stop:
-            print(f"early stop: mean valid AUROC not better for {cfg.patience} epochs", file=log)
-            break
-    stopper.restore(model)
-    history = pd.DataFrame(rows)
-    chosen = chosen_epoch(history, cfg.patience)
-    summary = {"n_params": n_parameters(model), "epochs_run": len(rows),
+        return {"train_loss": _masked_loss(mon_logits, Y_mon, pos_weight),
+                "train_auroc": float(np.nanmean(masked_aurocs(Y_mon, mon_logits))),
+                "valid_loss": _masked_loss(valid_logits, Y_valid, pos_weight),
+                "valid_auroc": float(np.nanmean(valid_by_target))} | {
+                f"valid_auroc_{name}": float(v)
+                for name, v in zip(targets, valid_by_target, strict=True)}
+
+    settings = FitSettings(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
+        keep="best" if cfg.patience else "last", precision=cfg.precision,
+        log_columns=("train_loss", "train_auroc", "valid_loss", "valid_auroc"))
+    result = fit(model, optimizer, step, len(Y), settings, generator, evaluate, log=log)
+    chosen = result.chosen
+    summary = {"n_params": n_parameters(model), "epochs_run": len(result.history),
                "best_epoch": int(chosen["epoch"]),
                "valid_auroc_mean": float(chosen["valid_auroc"]),
                "train_auroc_mean": float(chosen["train_auroc"]),
-               "seconds": time.time() - started, "config": asdict(cfg)}
-    return model, history, summary
+               "seconds": result.seconds, "device": str(device), "config": asdict(cfg)}
+    return model.cpu(), result.history, summary
 
 
 def make_train_config(params: dict, targets: list[str]) -> MultiTaskTrainConfig:

@@ -41,6 +41,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .device import resolve_device
 from .errors import InputError
 from .files import atomic_path, read_json, write_json, write_tsv
 from .markov import load_windows
@@ -57,7 +58,7 @@ from .objectives import (
     temperature_from_margin,
 )
 from .records import code_digest, write_record
-from .seeding import resolve_device, seed_everything
+from .seeding import seed_everything
 
 Batches = Callable[[int, int], Iterable[dict]]   # (epoch, start_batch) -> batches of one epoch
 

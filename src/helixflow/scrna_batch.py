@@ -21,7 +21,7 @@ Arrays: counts (n_cells, n_genes) integers; batch, group, cluster labels (n_cell
 
 from __future__ import annotations
 
-import time
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
+from .fit import FitSettings, Step, fit
 from .scrna_dae import (
     Encoder,
     binomial_thin,
@@ -167,34 +168,26 @@ def train_contrastive(counts: np.ndarray, batch: np.ndarray, group: np.ndarray,
     group_t = torch.as_tensor(np.asarray(group), dtype=torch.long)
     model = Encoder(counts.shape[1], cfg.latent_dim, cfg.hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rows = []
-    for epoch in range(1, cfg.epochs + 1):
-        tic, sums, steps = time.time(), np.zeros(3), 0
-        model.train()
-        order = torch.randperm(len(counts), generator=generator)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            if len(idx) < 2:
-                continue
-            x = counts[idx.numpy()]
-            z1 = nn.functional.normalize(
-                model(augment(x, cfg.thinning_keep, cfg.gene_dropout, rng)), dim=1)
-            z2 = nn.functional.normalize(
-                model(augment(x, cfg.thinning_keep, cfg.gene_dropout, rng)), dim=1)
-            nce = info_nce(z1, z2, cfg.temperature)
-            penalty = group_batch_penalty(torch.cat([z1, z2]), batch_t[idx].repeat(2),
-                                          group_t[idx].repeat(2))
-            loss = nce + cfg.penalty_weight * penalty
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sums += [loss.item(), nce.item(), penalty.item()]
-            steps += 1
-        steps = max(steps, 1)
-        rows.append({"epoch": epoch, "loss": sums[0] / steps, "infonce": sums[1] / steps,
-                     "penalty": sums[2] / steps, "seconds": time.time() - tic})
-    model.eval()
-    return model, pd.DataFrame(rows)
+
+    def step(rows: torch.Tensor) -> Step | None:
+        if len(rows) < 2:
+            return None
+        x = counts[rows.numpy()]
+        z1 = nn.functional.normalize(
+            model(augment(x, cfg.thinning_keep, cfg.gene_dropout, rng)), dim=1)
+        z2 = nn.functional.normalize(
+            model(augment(x, cfg.thinning_keep, cfg.gene_dropout, rng)), dim=1)
+        nce = info_nce(z1, z2, cfg.temperature)
+        penalty = group_batch_penalty(torch.cat([z1, z2]), batch_t[rows].repeat(2),
+                                      group_t[rows].repeat(2))
+        loss = nce + cfg.penalty_weight * penalty
+        return Step(loss, 1.0, {"loss": loss, "infonce": nce, "penalty": penalty})
+
+    settings = FitSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=None,
+                           keep="last", loss_name="loss")
+    result = fit(model, optimizer, step, len(counts), settings, generator, rngs=[rng],
+                 log=io.StringIO())
+    return model, result.history
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ Arrays are dense ``(n_cells, n_genes)`` counts unless said otherwise.
 
 from __future__ import annotations
 
-import time
+import io
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from torch import nn
 
+from .fit import FitSettings, Step, fit
 from .seeding import seed_everything
 
 TARGET_SUM = 1e4            # size normalisation: counts per 10,000 molecules
@@ -197,22 +198,17 @@ def train_dae(counts: np.ndarray, cfg: DAEConfig) -> tuple[CountDAE, pd.DataFram
     counts = np.asarray(counts, dtype=np.int64)
     model = CountDAE(counts.shape[1], cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rows = []
-    for epoch in range(1, cfg.epochs + 1):
-        tic, total, seen = time.time(), 0.0, 0
-        model.train()
-        order = torch.randperm(len(counts), generator=generator).numpy()
-        for i in range(0, len(order), cfg.batch_size):
-            batch = counts[order[i:i + cfg.batch_size]]
-            corrupted = torch.from_numpy(binomial_thin(batch, cfg.thinning_keep, rng)).float()
-            loss = model.loss_fn(corrupted, torch.from_numpy(batch).float())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, seen = total + loss.item() * len(batch), seen + len(batch)
-        rows.append({"epoch": epoch, "loss": total / seen, "seconds": time.time() - tic})
-    model.eval()
-    return model, pd.DataFrame(rows)
+
+    def step(rows: torch.Tensor) -> Step:
+        batch = counts[rows.numpy()]
+        corrupted = torch.from_numpy(binomial_thin(batch, cfg.thinning_keep, rng)).float()
+        return Step(model.loss_fn(corrupted, torch.from_numpy(batch).float()), len(batch))
+
+    settings = FitSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, monitor=None,
+                           keep="last", loss_name="loss")
+    result = fit(model, optimizer, step, len(counts), settings, generator, rngs=[rng],
+                 log=io.StringIO())
+    return model, result.history
 
 
 @torch.no_grad()

@@ -1,24 +1,25 @@
-"""Supervised training of a sequence CNN, readable top to bottom.
+"""Supervised training of a sequence CNN on the shared loop (:mod:`helixflow.fit`).
 
-Build the model, optimizer and data; then for each epoch: shuffle, reverse-complement
-augment, step, evaluate on the valid split, log a row, keep the best weights, stop
-early when the valid AUROC has not improved for ``patience`` epochs.
+The model, optimizer and data are built here; each batch is gathered from the (memory-mapped)
+shards and reverse-complement augmented; after each epoch the valid split (and a fixed subset
+of the training windows) is scored; the kept weights are those of the best valid AUROC.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from .early_stopping import EarlyStopping, chosen_epoch
+from .device import resolve_device
 from .errors import InputError
 from .evaluate import auroc_or_nan
+from .fit import FitSettings, Step, fit
 from .losses import LOSSES, make_loss
 from .models.cnn import BindingCNN, CNNConfig, n_parameters
 from .seeding import seed_everything
@@ -44,6 +45,9 @@ class TrainConfig:
     focal_alpha: float | None = 0.25  # focal: weight of positives (negatives 1 - alpha)
     train_eval_max: int | None = 10_000  # train metrics per epoch on at most this many
     #                                  training windows (a fixed seeded subset); None = all
+    device: str = "auto"            # "auto" | "cpu" | "cuda" (helixflow.seeding.resolve_device)
+    precision: str = "bf16"         # autocast on a GPU ("fp32" = none); a CPU runs fp32
+    checkpoint: str | None = None   # per-epoch state to resume an interrupted run from
 
 
 def rc(X: torch.Tensor) -> torch.Tensor:
@@ -57,13 +61,14 @@ def predict(model: BindingCNN, X: np.ndarray, batch_size: int = 512,
     """Logits for one-hot ``X`` (uint8, shape=(n, 4, L), may be a memmap), optionally
     strand-averaged; only one batch is converted to float at a time."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(X), batch_size):
-        xb = torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32))
-        logit = model(xb)
+        xb = torch.from_numpy(np.asarray(X[i:i + batch_size], dtype=np.float32)).to(device)
+        logit = model(xb).float()
         if rc_average:
-            logit = (logit + model(rc(xb))) / 2
-        out.append(logit)
+            logit = (logit + model(rc(xb)).float()) / 2
+        out.append(logit.cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
@@ -84,7 +89,8 @@ def train_eval_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
 def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
               y_valid: np.ndarray, cfg: TrainConfig,
               log=sys.stderr) -> tuple[BindingCNN, pd.DataFrame, dict]:
-    """Train a :class:`BindingCNN`; returns (best model, per-epoch history, summary).
+    """Train a :class:`BindingCNN` with :func:`helixflow.fit.fit`; returns (best model,
+    per-epoch history, summary).
 
     ``X_*``: uint8 one-hot, shape=(n, 4, L), typically memory-mapped shards (each batch is
     gathered and converted to float on its own); ``y_*``: 0/1, shape=(n,). The history has
@@ -98,56 +104,43 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
                              f"{len(labels)} windows; AUROC needs both classes",
                              fix="move chromosomes with peaks into that split ('splits' in "
                              "the config)")
-    generator = seed_everything(cfg.seed, cfg.threads)
-    model = BindingCNN(cfg.model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.loss not in LOSSES:
         raise InputError(f"unknown loss {cfg.loss!r}", fix="use one of " + ", ".join(LOSSES))
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.seed, cfg.threads, device)
+    model = BindingCNN(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = make_loss(cfg.loss, torch.from_numpy(np.asarray(y_train, dtype=np.float32)),
                         cfg.pos_weight, cfg.focal_gamma, cfg.focal_alpha)
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
     scored = train_eval_rows(len(y_train), cfg.train_eval_max, cfg.seed)
     X_scored, y_scored = np.asarray(X_train[scored]), np.asarray(y_train)[scored]
-    rows, stopper = [], EarlyStopping(cfg.patience)
-    started = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        tic = time.time()
-        model.train()
-        order = torch.randperm(len(y), generator=generator)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            xb = torch.from_numpy(np.asarray(X_train[idx.numpy()], dtype=np.float32))
-            yb = y[idx]
-            if cfg.rc_augment:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                xb = torch.where(flip[:, None, None], rc(xb), xb)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
+
+    def step(rows: torch.Tensor) -> Step:
+        xb = torch.from_numpy(np.asarray(X_train[rows.numpy()], dtype=np.float32))
+        if cfg.rc_augment:
+            flip = torch.rand(len(rows), generator=generator) < 0.5
+            xb = torch.where(flip[:, None, None], rc(xb), xb)
+        return Step(loss_fn(model(xb.to(device)), y[rows].to(device)), len(rows))
+
+    def evaluate(model: BindingCNN) -> dict:
         train_logits = predict(model, X_scored, rc_average=cfg.rc_average)
         valid_logits = predict(model, X_valid, rc_average=cfg.rc_average)
-        row = {"epoch": epoch, "train_loss": _loss(train_logits, y_scored),
-               "train_auroc": auroc_or_nan(y_scored, train_logits),
-               "valid_loss": _loss(valid_logits, y_valid),
-               "valid_auroc": auroc_or_nan(y_valid, valid_logits), "seconds": time.time() - tic}
-        rows.append(row)
-        improved = stopper.update(model, row["valid_auroc"])
-        print(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-              f"auroc {row['train_auroc']:.4f}  valid loss {row['valid_loss']:.4f} "
-              f"auroc {row['valid_auroc']:.4f}  {row['seconds']:.1f}s"
-              + ("  *" if improved else ""), file=log, flush=True)
-        if stopper.should_stop:
-            print(f"early stop: valid AUROC not better for {cfg.patience} epochs", file=log)
-            break
-    stopper.restore(model)
-    history = pd.DataFrame(rows)
-    chosen = chosen_epoch(history, cfg.patience)
-    summary = {"n_params": n_parameters(model), "epochs_run": len(rows),
+        return {"train_loss": _loss(train_logits, y_scored),
+                "train_auroc": auroc_or_nan(y_scored, train_logits),
+                "valid_loss": _loss(valid_logits, y_valid),
+                "valid_auroc": auroc_or_nan(y_valid, valid_logits)}
+
+    settings = FitSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
+                           keep="best" if cfg.patience else "last", precision=cfg.precision,
+                           checkpoint=Path(cfg.checkpoint) if cfg.checkpoint else None)
+    result = fit(model, optimizer, step, len(y), settings, generator, evaluate, log=log)
+    chosen = result.chosen
+    summary = {"n_params": n_parameters(model), "epochs_run": len(result.history),
                "best_epoch": int(chosen["epoch"]), "valid_auroc": float(chosen["valid_auroc"]),
-               "train_auroc": float(chosen["train_auroc"]), "seconds": time.time() - started,
-               "config": asdict(cfg)}
-    return model, history, summary
+               "train_auroc": float(chosen["train_auroc"]), "seconds": result.seconds,
+               "device": str(device), "config": asdict(cfg)}
+    return model.cpu(), result.history, summary
 
 
 def make_config(architecture: dict, training: dict, overrides: dict | None = None,

@@ -47,9 +47,11 @@ from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from .device import resolve_device
 from .errors import InputError
 from .evaluate import auroc_or_nan, bootstrap_replicates, read_predictions, write_predictions
 from .files import write_json, write_tsv
+from .fit import FitSettings, Step, autocast, fit
 from .models.adapters import add_adapters, n_trainable
 from .models.encoders import (
     build_encoder,
@@ -59,7 +61,7 @@ from .models.encoders import (
     n_parameters,
 )
 from .plots import GREY, PALETTE, STYLE, new_figure, save_figure
-from .seeding import resolve_device, seed_everything
+from .seeding import seed_everything
 from .shards import Split, load_split
 from .tokenize import SPECIALS, UNK, Tokenizer
 from .train import train_eval_rows
@@ -126,10 +128,6 @@ def _check_classes(y: np.ndarray, split: str, manifest: Path) -> None:
 # --- scoring ------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 @torch.no_grad()
 def embed(encoder: nn.Module, tokens: np.ndarray, batch_size: int = 128,
           layers: bool = False) -> np.ndarray:
@@ -171,7 +169,7 @@ def predict_logits(model: Classifier, tokens: np.ndarray, batch_size: int = 128)
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(tokens), batch_size):
-        with _autocast(device):
+        with autocast(device):
             out.append(model(torch.from_numpy(tokens[i:i + batch_size]).to(device)).float()
                        .cpu())
     return torch.cat(out).double().numpy()
@@ -200,11 +198,11 @@ def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.
          y_valid: np.ndarray, s: dict, generator: torch.Generator, eval_batch: int,
          start: tuple[float, dict] | None = None, log: TextIO = sys.stderr,
          ) -> tuple[float, int]:
-    """Train the parameters of ``model`` that require grad (AdamW, BCE); keep the weights of
-    the epoch with the best valid AUROC (``start``: a (valid AUROC, state) to beat), stop after
-    ``patience`` epochs without improvement. An epoch is one pass over the windows, or
-    ``min_batches`` batches when that is more (tiny label fractions). Returns (best valid
-    AUROC, best epoch; 0 = ``start``)."""
+    """Train the parameters of ``model`` that require grad (AdamW, BCE) with
+    :func:`helixflow.fit.fit`; keep the weights of the epoch with the best valid AUROC
+    (``start``: a (valid AUROC, state) to beat), stop after ``patience`` epochs without
+    improvement. An epoch is one pass over the windows, or ``min_batches`` batches when that
+    is more (tiny label fractions). Returns (best valid AUROC, best epoch; 0 = ``start``)."""
     device = next(model.parameters()).device
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=s["lr"], weight_decay=s["weight_decay"])
@@ -212,33 +210,26 @@ def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.
     X = torch.from_numpy(tokens)
     target = torch.from_numpy(np.asarray(y, dtype=np.float32))
     n_batches = max(s["min_batches"], math.ceil(len(X) / s["batch_size"]))
-    best_auc, best_state = start if start else (-np.inf, None)
-    best_epoch, since = 0, 0
-    for epoch in range(1, s["epochs"] + 1):
-        model.train()
-        order = torch.cat([torch.randperm(len(X), generator=generator)
-                           for _ in range(math.ceil(n_batches * s["batch_size"] / len(X)))])
-        for b in range(n_batches):
-            idx = order[b * s["batch_size"]:(b + 1) * s["batch_size"]]
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device):
-                logits = model(X[idx].to(device))
-            loss = loss_fn(logits.float(), target[idx].to(device))
-            loss.backward()
-            optimizer.step()
-        auc = auroc_or_nan(y_valid, predict_logits(model, valid_tokens, eval_batch))
-        print(f"  epoch {epoch}: loss {loss.item():.4f} valid auroc {auc:.4f}", file=log,
-              flush=True)
-        if auc > best_auc:
-            best_auc, best_epoch, since = auc, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since += 1
-            if since >= s["patience"]:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return best_auc, best_epoch
+    passes = math.ceil(n_batches * s["batch_size"] / len(X))
+
+    def shuffle() -> torch.Tensor:         # whole passes, cut to the epoch's batches
+        order = torch.cat([torch.randperm(len(X), generator=generator) for _ in range(passes)])
+        return order[:n_batches * s["batch_size"]]
+
+    def step(rows: torch.Tensor) -> Step:
+        return Step(loss_fn(model(X[rows].to(device)).float(), target[rows].to(device)),
+                    len(rows))
+
+    def evaluate(model: Classifier) -> dict:
+        return {"valid_auroc": auroc_or_nan(y_valid, predict_logits(model, valid_tokens,
+                                                                    eval_batch))}
+
+    settings = FitSettings(epochs=s["epochs"], batch_size=s["batch_size"],
+                           patience=s["patience"], min_batches=s["min_batches"],
+                           precision="bf16")
+    result = fit(model, optimizer, step, len(X), settings, generator, evaluate,
+                 shuffle=shuffle, start=start, device=device, label="  ", log=log)
+    return result.best_score, result.best_epoch
 
 
 def _train_head_on_embeddings(head: nn.Linear, F_train: np.ndarray, y: np.ndarray,
@@ -251,20 +242,18 @@ def _train_head_on_embeddings(head: nn.Linear, F_train: np.ndarray, y: np.ndarra
     loss_fn = nn.BCEWithLogitsLoss()
     X, Xv = torch.from_numpy(F_train).to(device), torch.from_numpy(F_valid).to(device)
     target = torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
-    best_auc, best_state = -np.inf, None
-    for _ in range(s["head_epochs"]):
-        order = torch.randperm(len(X), generator=generator).to(device)
-        for b in range(0, len(X), s["batch_size"]):
-            idx = order[b:b + s["batch_size"]]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(head(X[idx]).squeeze(-1), target[idx]).backward()
-            optimizer.step()
-        with torch.no_grad():
-            auc = auroc_or_nan(y_valid, head(Xv).squeeze(-1).double().cpu().numpy())
-        if auc > best_auc:
-            best_auc, best_state = auc, copy.deepcopy(head.state_dict())
-    head.load_state_dict(best_state)
-    return best_auc
+
+    def step(rows: torch.Tensor) -> Step:
+        rows = rows.to(device)
+        return Step(loss_fn(head(X[rows]).squeeze(-1), target[rows]), len(rows))
+
+    def evaluate(head: nn.Linear) -> dict:
+        return {"valid_auroc": auroc_or_nan(y_valid, head(Xv).squeeze(-1).double().cpu()
+                                            .numpy())}
+
+    settings = FitSettings(epochs=s["head_epochs"], batch_size=s["batch_size"])
+    return fit(head, optimizer, step, len(X), settings, generator, evaluate,
+               log=io.StringIO()).best_score
 
 
 def adapter_bottleneck(encoder: nn.Module, param_fraction: float) -> int:
@@ -281,13 +270,6 @@ def adapter_bottleneck(encoder: nn.Module, param_fraction: float) -> int:
 
 
 # --- one target ---------------------------------------------------------------------------
-
-
-def _seed(seed: int, threads: int, device: torch.device) -> torch.Generator:
-    generator = seed_everything(seed, threads)
-    if device.type == "cuda":   # some fused CUDA kernels have no deterministic variant
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    return generator
 
 
 def _scores(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
@@ -391,7 +373,7 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
     total = n_parameters(base)
     shared_s, F = float("nan"), None
     if "probe" in p["modes"] and (only_seed is None or only_seed in p["seeds"]):
-        _seed(p["seed"], p["threads"], device)
+        seed_everything(p["seed"], p["threads"], device)
         tic = time.time()
         frozen = base.to(device)
         layers = p["probe"]["features"] == "layers"
@@ -405,7 +387,7 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
         for fraction in fractions:
             for seed in seeds:
                 idx = label_subset(y["train"], fraction, seed, p["min_per_class"])
-                generator = _seed(seed, p["threads"], device)
+                generator = seed_everything(seed, p["threads"], device)
                 tic = time.time()
                 print(f"{target} {name} {mode} fraction {fraction:g} seed {seed}: "
                       f"{len(idx)} windows", file=log, flush=True)
@@ -497,7 +479,7 @@ def _cnn_runs(target: str, splits: dict[str, Split], y: dict, p: dict, out_dir: 
                    "valid_auroc": summary["valid_auroc"], "test_auroc": test_auc,
                    "test_auprc": test_ap, "n_pos_train": int(y["train"][idx].sum()),
                    "shared_s": float("nan"), "choice": f"epoch={summary['best_epoch']}",
-                   "device": "cpu"}
+                   "device": summary["device"]}
             _add_run(rows, row, out_dir)
             print(f"{target} cnn scratch fraction {fraction:g} seed {seed}: test auroc "
                   f"{test_auc:.4f} ({wall:.1f}s)", file=log, flush=True)
