@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -30,9 +31,9 @@ from helixflow.resources import request
 pytestmark = pytest.mark.slurm
 SCRIPTS = REPO / "tests" / "slurm"
 RUN_LIMIT = 900  # seconds; a hung Snakemake ignores SIGTERM, hence `timeout -k`
-# No GPUs on the test cluster: train on CPU (this replaces the profile's set-resources).
-NO_GPU = ["--set-resources", "train_cnn:gpu=0", "sweep_arm:gpu=0", "pretrain:gpu=0",
-          "transfer:gpu=0"]
+# The test cluster's one GPU is a fake (tests/slurm/start_cluster.sh): train on the CPU, so
+# that no rule asks for a GPU; test_an_invisible_gpu_stops_the_job asks for it.
+CPU_TRAINING = ["--config", "device=cpu"]
 # The plugin polls sacct `init-seconds-before-status-checks` (default 40 s) after each
 # finished job, plus 10 s per poll without one; the tiny jobs take seconds.
 FAST_POLL = ["--slurm-init-seconds-before-status-checks", "2"]
@@ -78,7 +79,7 @@ def slurm_run(cluster, tmp_path_factory):
     since = (datetime.now() - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
     cmd = ["timeout", "-k", "10", str(RUN_LIMIT), sys.executable, "-m", "snakemake",
            "--profile", str(REPO / "profiles" / "slurm"), "-s", str(REPO / "Snakefile"),
-           "-d", str(root), "--configfile", str(root / "config.yaml"), *NO_GPU, *FAST_POLL]
+           "-d", str(root), "--configfile", str(root / "config.yaml"), *CPU_TRAINING, *FAST_POLL]
     start = time.monotonic()
     result = subprocess.run(cmd, cwd=root, env=cluster, capture_output=True, text=True,
                             timeout=RUN_LIMIT + 60)
@@ -98,7 +99,8 @@ def _job_stats(log: str) -> Counter:
 
 
 def _sacct(env: dict[str, str], run_id: str, since: str) -> list[dict[str, str]]:
-    fields = ["JobID", "State", "ExitCode", "Comment", "ReqMem", "Timelimit", "AllocCPUS"]
+    fields = ["JobID", "State", "ExitCode", "Comment", "ReqMem", "Timelimit", "AllocCPUS",
+              "AllocTRES"]
     out = subprocess.run(["sacct", "-X", "-n", "-P", "--name", run_id, "--starttime", since,
                           "-o", ",".join(fields)], env=env, capture_output=True, text=True,
                          timeout=60, check=True).stdout
@@ -137,6 +139,7 @@ def test_every_job_went_through_sbatch(slurm_run, cluster):
         assert by_rule[rule]["Timelimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00", rule
     assert request("train_cnn", SimpleNamespace(shards=str(shards)))[0] > request("train_cnn")[0]
     assert {job["AllocCPUS"] for job in jobs} == {"1"}
+    assert not [job for job in jobs if "gres/gpu" in job["AllocTRES"]], "device: cpu asks no GPU"
 
 
 def test_outputs_match_a_local_run(slurm_run, tiny_run):
@@ -151,3 +154,34 @@ def test_outputs_match_a_local_run(slurm_run, tiny_run):
 
 def _listing(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in (root / "results").rglob("*") if p.is_file())
+
+
+def test_an_invisible_gpu_stops_the_job(slurm_run, cluster, tmp_path):
+    """With ``device: auto`` train_cnn asks SLURM for a GPU (sbatch --gpus=1 through the
+    plugin); SLURM grants the fake one and sets CUDA_VISIBLE_DEVICES, torch (the CPU build)
+    sees none, and the job stops with the cause and the fix instead of training on the CPU."""
+    root = tmp_path / "gpu"
+    shutil.copytree(slurm_run[0], root, symlinks=True)
+    since = (datetime.now() - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    cmd = ["timeout", "-k", "10", str(RUN_LIMIT), sys.executable, "-m", "snakemake",
+           "--profile", str(REPO / "profiles" / "slurm"), "-s", str(REPO / "Snakefile"),
+           "-d", str(root), "--configfile", str(root / "config.yaml"), "--config",
+           "device=auto", "--retries", "0", "--forcerun", "train_cnn", *FAST_POLL,
+           "results/models/Reb1/cnn/record.json"]
+    result = subprocess.run(cmd, cwd=root, env=cluster, capture_output=True, text=True,
+                            timeout=RUN_LIMIT + 60)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    for _ in range(60):
+        jobs = [job for job in _sacct(cluster, run_id, since) if _rule(job["Comment"])
+                == "train_cnn"]
+        if jobs and jobs[0]["State"] not in ("PENDING", "RUNNING"):
+            break
+        time.sleep(1)
+    assert len(jobs) == 1 and "gres/gpu=1" in jobs[0]["AllocTRES"], jobs
+    assert jobs[0]["State"] == "FAILED", jobs
+    job_log = (root / "results/logs/train_cnn/Reb1.log").read_text()
+    assert "this job was granted a GPU (CUDA_VISIBLE_DEVICES=0)" in job_log, job_log[-2000:]
+    assert "install the CUDA build of torch" in job_log and "'device: cpu'" in job_log
+    assert "Traceback" not in job_log, job_log[-2000:]

@@ -128,7 +128,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .records import write_record
     from .shards import load_split
     from .train import make_config, predict, select_on_valid
-    p = a.params
+    p = _on_device(a.params, a.device)
     train, valid, test = (load_split(a.shards, s) for s in ("train", "valid", "test"))
     grid = p["grid"] or [{}]
     candidates = [make_config(p["architecture"], p["training"], g, seed=p["seed"],
@@ -153,7 +153,7 @@ def cmd_sweep_arm(a: argparse.Namespace) -> None:
     from .shards import load_split
     from .sweep import arm_config
     from .train import train_cnn
-    p = a.params
+    p = _on_device(a.params, a.device)
     train, valid = load_split(a.shards, "train"), load_split(a.shards, "valid")
     cfg = arm_config(p["arm"], p["architecture"], p["training"], p["epochs"], p["seed"],
                      a.threads, window=train.X.shape[2])
@@ -294,6 +294,11 @@ def cmd_attributions(a: argparse.Namespace) -> None:
     run_attributions(a.model_dir, a.shards, a.out_dir, a.figure_dir, a.target, a.params)
 
 
+def _on_device(params: dict, device: str) -> dict:
+    """``params`` with the job's device in its trainer's settings (``training.device``)."""
+    return {**params, "training": {**params.get("training", {}), "device": device}}
+
+
 def _pairs(items: list[str]) -> dict[str, str]:
     """``["A=path", ...]`` → ``{"A": "path"}``, in order."""
     return dict(item.split("=", 1) for item in items)
@@ -304,7 +309,8 @@ def cmd_multitask(a: argparse.Namespace) -> None:
     from .multitask import run_multitask
     summary = run_multitask(a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
                             _pairs(a.peaks), _pairs(a.shards), a.metrics, a.out_dir,
-                            a.figure_dir, a.params, single_task_predictions=_pairs(a.predictions),
+                            a.figure_dir, _on_device(a.params, a.device),
+                            single_task_predictions=_pairs(a.predictions),
                             tiles=a.tiles)
     print(f"multi-task: {len(a.peaks)} targets in {summary.get('seconds', 0):.0f} s",
           file=sys.stderr)
@@ -314,14 +320,15 @@ def cmd_imbalance(a: argparse.Namespace) -> None:
     from .genome import read_aliases, read_fai
     from .imbalance import run_imbalance
     run_imbalance(a.target, a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
-                  a.peaks, a.out_dir, a.figure, a.params, tiles=a.tiles)
+                  a.peaks, a.out_dir, a.figure, _on_device(a.params, a.device), tiles=a.tiles)
 
 
 def cmd_mil(a: argparse.Namespace) -> None:
     from .genome import read_aliases, read_fai
     from .mil import run_mil
     run_mil(a.target, a.fasta, read_fai(a.sizes), read_aliases(a.aliases), a.blacklist,
-            a.peaks, a.jaspar_id, a.out_dir, a.figure, a.params, tiles=a.tiles)
+            a.peaks, a.jaspar_id, a.out_dir, a.figure, _on_device(a.params, a.device),
+            tiles=a.tiles)
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
@@ -331,7 +338,8 @@ def cmd_corpus(a: argparse.Namespace) -> None:
 
 def cmd_pretrain(a: argparse.Namespace) -> None:
     from .pretrain import run_pretrain
-    run_pretrain(a.corpus, a.valid, a.out_dir, {**a.params, "threads": a.threads})
+    run_pretrain(a.corpus, a.valid, a.out_dir,
+                 {**a.params, "threads": a.threads, "device": a.device})
 
 
 def cmd_pretrain_diagnostics(a: argparse.Namespace) -> None:
@@ -343,7 +351,8 @@ def cmd_pretrain_diagnostics(a: argparse.Namespace) -> None:
 def cmd_transfer(a: argparse.Namespace) -> None:
     from .records import write_record
     from .transfer import run_transfer
-    summary = run_transfer(a.target, a.shards, a.encoder_dir, a.out_dir, a.params)
+    summary = run_transfer(a.target, a.shards, a.encoder_dir, a.out_dir,
+                           {**a.params, "device": a.device})
     write_record(Path(a.out_dir) / "record.json", "transfer", summary["params"],
                  {"shards": a.shards, "encoder": f"{a.encoder_dir}/model.safetensors"},
                  {k: v for k, v in summary.items() if k != "params"})
@@ -388,6 +397,12 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                   methylation=a.methylation, scrna_denoise=a.scrna_denoise,
                   scrna_batch=a.scrna_batch, modisco=a.modisco,
                   sections=_pairs(a.section))
+
+
+def _device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: the GPU when torch sees one (stop if one was granted but torch "
+                   "cannot see it), else the CPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -456,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out-dir", required=True)
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--params", type=_json, required=True)
+        _device_argument(p)
 
     p = add("sweep-summary", cmd_sweep_summary, "one row per capacity-sweep arm")
     p.add_argument("--arm-dirs", nargs="+", required=True)
@@ -533,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blacklist", default=None)
     p.add_argument("--params", type=_json, default={}, help="JSON: see multitask.DEFAULTS")
     p.add_argument("--tiles", default=None, help="the genome's tile table at the window width")
+    _device_argument(p)
 
     for name, func, help in (
             ("imbalance", cmd_imbalance, "BCE, weighted BCE and focal loss from 1:1 to 1:50"),
@@ -546,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tiles", default=None, help="the genome's tiles at the window width")
         if name == "mil":
             p.add_argument("--jaspar-id", required=True)
+        _device_argument(p)
 
     p = add("corpus", cmd_corpus, "tile one split's chromosomes into token shards")
     for arg in ("--fasta", "--out-dir"):
@@ -561,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", default=None, help="validation corpus manifest")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--params", type=_json, default={}, help="JSON: see pretrain.DEFAULT_PARAMS")
+    _device_argument(p)
 
     p = add("pretrain-diagnostics", cmd_pretrain_diagnostics,
             "held-out masked-token accuracy/perplexity vs k-mer baselines")
@@ -573,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     for arg in ("--target", "--shards", "--encoder-dir", "--out-dir"):
         p.add_argument(arg, required=True)
     p.add_argument("--params", type=_json, default={}, help="JSON: see transfer.DEFAULTS")
+    _device_argument(p)
 
     p = add("transfer-summary", cmd_transfer_summary, "transfer comparison, all targets")
     p.add_argument("--runs", nargs="+", required=True)

@@ -462,7 +462,8 @@ def _cnn_runs(target: str, splits: dict[str, Split], y: dict, p: dict, out_dir: 
     for fraction in p["fractions"]:
         for seed in p["seeds"]:
             idx = label_subset(y["train"], fraction, seed, p["min_per_class"])
-            cfg = make_config(p["cnn"]["architecture"], p["cnn"]["training"], seed=seed,
+            cfg = make_config(p["cnn"]["architecture"],
+                              {**p["cnn"]["training"], "device": p["device"]}, seed=seed,
                               threads=p["threads"], window=X["train"].shape[-1])
             tic = time.time()
             model, _, summary = train_cnn(X["train"][idx], y["train"][idx], X["valid"],

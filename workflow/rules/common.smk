@@ -31,6 +31,10 @@ MIL = config.get("mil")
 PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
+# Where training runs (helixflow.device): the rules that train ask the scheduler for a GPU
+# unless the config says `device: cpu`; a job granted a GPU that torch cannot see stops.
+DEVICE = config["device"]
+GPU = 0 if DEVICE == "cpu" else 1
 # The library code each `helixflow COMMAND` runs, by command: its CLI function and every
 # helixflow module it imports, found from the import graph (helixflow.code_graph, ast only).
 # Each rule passes its command's digest as a param, so editing that code re-runs it only.

@@ -31,6 +31,7 @@ if MULTITASK:
             svgs=multiext("results/figures/multitask_", "auroc.svg", "filters.svg",
                           "learning_curves.svg"),
         params:
+            device=DEVICE,
             peaks=lambda w: " ".join(f"{t}={p}" for t, p in multitask_peaks().items()),
             shards=lambda w, input: " ".join(f"{t}={p}" for t, p in zip(TARGETS, input.shards)),
             predictions=lambda w, input: " ".join(
@@ -49,6 +50,7 @@ if MULTITASK:
         resources:
             mem_mb=mem_request("multitask"),
             runtime=runtime_request("multitask"),
+            gpu=GPU,
         conda:
             "../../envs/train.yaml"
         shell:
@@ -56,4 +58,4 @@ if MULTITASK:
             "--predictions {params.predictions} --metrics {input.metrics} "
             "--fasta {input.fasta} --tiles {input.tiles} --sizes {input.sizes} {params.aliases} "
             "{params.blacklist} --out-dir results/multitask --figure-dir results/figures "
-            "--params {params.json:q} 2> {log}"
+            "--params {params.json:q} --device {params.device} 2> {log}"

@@ -50,6 +50,7 @@ if PRETRAINING:
             summary="results/pretrain/summary.json",
             record="results/pretrain/record.json",
         params:
+            device=DEVICE,
             out_dir=lambda w, output: Path(output.record).parent,
             json=as_json({**PRETRAINING["params"], "seed": config["seed"]}),
             # several GPUs: one DDP process each, started by torchrun on the job's node
@@ -65,12 +66,13 @@ if PRETRAINING:
         resources:
             mem_mb=mem_request("pretrain"),
             runtime=runtime_request("pretrain"),
-            gpu=max(1, PRETRAINING["gpus"]),
+            gpu=GPU * PRETRAINING["gpus"],
         conda:
             "../../envs/pretrain.yaml"
         shell:
             "{params.launcher} pretrain --corpus {input.corpus} --valid {input.valid} "
-            "--out-dir {params.out_dir} --threads {threads} --params {params.json:q} 2> {log}"
+            "--out-dir {params.out_dir} --threads {threads} --params {params.json:q} "
+            "--device {params.device} 2> {log}"
 
     rule pretrain_diagnostics:
         input:
@@ -115,6 +117,7 @@ if PRETRAINING:
             figure="results/transfer/{target}/label_efficiency.png",
             predictions=transfer_predictions("{target}"),
         params:
+            device=DEVICE,
             encoder_dir=lambda w, input: Path(input.weights).parent,
             out_dir=lambda w, output: Path(output.runs).parent,
             json=as_json(transfer_params()),
@@ -128,13 +131,13 @@ if PRETRAINING:
         resources:
             mem_mb=mem_request("transfer"),
             runtime=runtime_request("transfer"),
-            gpu=1,
+            gpu=GPU,
         conda:
             "../../envs/pretrain.yaml"
         shell:
             "helixflow transfer --target {wildcards.target} --shards {input.shards} "
             "--encoder-dir {params.encoder_dir} --out-dir {params.out_dir} "
-            "--params {params.json:q} 2> {log}"
+            "--params {params.json:q} --device {params.device} 2> {log}"
 
     rule transfer_summary:
         input:

@@ -21,6 +21,7 @@ if IMBALANCE:
                           caption="../report/imbalance.rst", category="10. Imbalance"),
             svg="results/figures/{target}_imbalance.svg",
         params:
+            device=DEVICE,
             aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
             blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
             out_dir=lambda w, output: Path(output.table).parent,
@@ -39,13 +40,14 @@ if IMBALANCE:
         resources:
             mem_mb=mem_request("imbalance"),
             runtime=runtime_request("imbalance"),
+            gpu=GPU,
         conda:
             "../../envs/train.yaml"
         shell:
             "helixflow imbalance --target {wildcards.target} --peaks {input.peaks} "
             "--fasta {input.fasta} --tiles {input.tiles} --sizes {input.sizes} {params.aliases} "
             "{params.blacklist} --out-dir {params.out_dir} --figure {output.figure} "
-            "--params {params.json:q} 2> {log}"
+            "--params {params.json:q} --device {params.device} 2> {log}"
 
 
 if MIL:
@@ -69,6 +71,7 @@ if MIL:
                           category="11. Multiple-instance learning", subcategory="{target}"),
             svg="results/figures/{target}_mil.svg",
         params:
+            device=DEVICE,
             aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
             blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
             out_dir=lambda w, output: Path(output.table).parent,
@@ -84,6 +87,7 @@ if MIL:
         resources:
             mem_mb=mem_request("mil"),
             runtime=runtime_request("mil"),
+            gpu=GPU,
         conda:
             "../../envs/train.yaml"
         shell:
@@ -91,7 +95,7 @@ if MIL:
             "--peaks {input.peaks} --fasta {input.fasta} --tiles {input.tiles} "
             "--sizes {input.sizes} "
             "{params.aliases} {params.blacklist} --out-dir {params.out_dir} "
-            "--figure {output.figure} --params {params.json:q} 2> {log}"
+            "--figure {output.figure} --params {params.json:q} --device {params.device} 2> {log}"
 
     rule mil_summary:
         input:

@@ -12,6 +12,7 @@ rule train_cnn:
         predictions="results/models/{target}/cnn/test_predictions.tsv",
         record="results/models/{target}/cnn/record.json",
     params:
+        device=DEVICE,
         out_dir=lambda w: f"results/models/{w.target}/cnn",
         json=as_json({"seed": config["seed"], **config["cnn"]}),
         code=CODE["train"],
@@ -23,12 +24,12 @@ rule train_cnn:
     resources:
         mem_mb=mem_request("train_cnn"),
         runtime=runtime_request("train_cnn"),
-        gpu=1,
+        gpu=GPU,
     conda:
         "../../envs/train.yaml"
     shell:
         "helixflow train --shards {input.shards} --out-dir {params.out_dir} "
-        "--threads {threads} --params {params.json:q} 2> {log}"
+        "--threads {threads} --params {params.json:q} --device {params.device} 2> {log}"
 
 
 rule sweep_arm:
@@ -40,6 +41,7 @@ rule sweep_arm:
     wildcard_constraints:
         target=SWEEP_TARGET,
     params:
+        device=DEVICE,
         out_dir=lambda w: f"results/models/{w.target}/sweep/{w.arm}",
         json=lambda w: as_json({"seed": config["seed"], "arm": SWEEP_ARMS[w.arm],
                                 "epochs": config["sweep"]["epochs"],
@@ -54,12 +56,12 @@ rule sweep_arm:
     resources:
         mem_mb=mem_request("sweep_arm"),
         runtime=runtime_request("sweep_arm"),
-        gpu=1,
+        gpu=GPU,
     conda:
         "../../envs/train.yaml"
     shell:
         "helixflow sweep-arm --shards {input.shards} --out-dir {params.out_dir} "
-        "--threads {threads} --params {params.json:q} 2> {log}"
+        "--threads {threads} --params {params.json:q} --device {params.device} 2> {log}"
 
 
 rule sweep_summary:
