@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import InputError
@@ -131,8 +132,11 @@ def cmd_train(a: argparse.Namespace) -> None:
     p = _on_device(a.params, a.device)
     train, valid, test = (load_split(a.shards, s) for s in ("train", "valid", "test"))
     grid = p["grid"] or [{}]
-    candidates = [make_config(p["architecture"], p["training"], g, seed=p["seed"],
-                              threads=a.threads, window=train.X.shape[2]) for g in grid]
+    # a killed job (time limit, preemption) resumes its candidate from the last epoch
+    candidates = [replace(make_config(p["architecture"], p["training"], g, seed=p["seed"],
+                                      threads=a.threads, window=train.X.shape[2]),
+                          checkpoint=str(Path(a.out_dir) / f".checkpoint.candidate{i}.pt"))
+                  for i, g in enumerate(grid)]
     model, history, summary, table = select_on_valid(train.X, train.y, valid.X, valid.y,
                                                      candidates)
     out = Path(a.out_dir)
@@ -155,8 +159,9 @@ def cmd_sweep_arm(a: argparse.Namespace) -> None:
     from .train import train_cnn
     p = _on_device(a.params, a.device)
     train, valid = load_split(a.shards, "train"), load_split(a.shards, "valid")
-    cfg = arm_config(p["arm"], p["architecture"], p["training"], p["epochs"], p["seed"],
-                     a.threads, window=train.X.shape[2])
+    cfg = replace(arm_config(p["arm"], p["architecture"], p["training"], p["epochs"],
+                             p["seed"], a.threads, window=train.X.shape[2]),
+                  checkpoint=str(Path(a.out_dir) / ".checkpoint.pt"))
     _, history, summary = train_cnn(train.X, train.y, valid.X, valid.y, cfg)
     out = Path(a.out_dir)
     write_tsv(out / "history.tsv", history.round(5))

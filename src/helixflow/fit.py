@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .files import atomic_path
+from .checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint
 
 
 @dataclass
@@ -237,38 +237,26 @@ def _identity(model: nn.Module, settings: FitSettings, n_rows: int) -> str:
 def _save_checkpoint(path: Path, identity: str, model: nn.Module, optimizer, scheduler,
                      generator: torch.Generator, rngs: Sequence[np.random.Generator],
                      rows: list[dict], keeper: dict) -> None:
-    state = {"identity": identity, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-             "generator": generator.get_state(), "torch": torch.get_rng_state(),
-             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-             "numpy": [rng.bit_generator.state for rng in rngs],
-             "rows": rows, "keeper": keeper}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    write_checkpoint(path, {
+        "identity": identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng_state([generator], rngs), "rows": rows, "keeper": keeper})
 
 
 def _load_checkpoint(path: Path, identity: str, model: nn.Module, optimizer, scheduler,
                      generator: torch.Generator, rngs: Sequence[np.random.Generator],
                      log: TextIO) -> dict | None:
     """Restore a checkpoint of this run (None when there is none, or it is another run's)."""
-    if not path.exists():
-        return None
-    state = torch.load(path, weights_only=False)
-    if state.get("identity") != identity:
-        print(f"ignoring checkpoint {path}: it belongs to another run (settings, data or "
-              "initial weights differ)", file=sys.stderr if log is None else log, flush=True)
+    state = read_checkpoint(path)
+    if state is None or state.get("identity") != identity:
+        if path.exists():
+            print(f"ignoring checkpoint {path}: unreadable, or another run's (settings, data "
+                  "or initial weights differ)", file=log, flush=True)
         return None
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for rng, saved in zip(rngs, state["numpy"], strict=True):
-        rng.bit_generator.state = saved
+    set_rng_state(state["rng"], [generator], rngs)
     print(f"resuming from {path} after epoch {len(state['rows'])}", file=log, flush=True)
     return state

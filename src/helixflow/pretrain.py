@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +40,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .checkpoint import read_checkpoint, rng_state, set_rng_state, write_checkpoint
 from .device import resolve_device
 from .errors import InputError
 from .files import atomic_path, read_json, write_json, write_tsv
@@ -233,7 +233,7 @@ def pretrain(cfg: PretrainConfig, encoder_config: dict, corpus_manifest: str | P
     checkpoint_path = out_dir / "checkpoint.pt"
     resumed_from = 0
     fingerprint = _fingerprint(cfg, encoder_config, corpus_manifest)
-    saved = _read_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+    saved = read_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
     if checkpoint_path.exists() and (saved or {}).get("fingerprint") != fingerprint:
         _say(rank, log, f"{checkpoint_path} was written with other settings, data or code: "
              "starting over")
@@ -554,41 +554,20 @@ def _tensorboard(out_dir: Path, step: int):
     return SummaryWriter(str(out_dir / "tensorboard"), purge_step=step or None)
 
 
-def _rng_state(mask_generator: torch.Generator) -> dict:
-    np_state = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
-                      *np_state[2:]],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "mask": mask_generator.get_state()}
-
-
-def _set_rng_state(state: dict, mask_generator: torch.Generator) -> None:
-    random.setstate(state["python"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    mask_generator.set_state(state["mask"])
-
-
 def _save_checkpoint(path: Path, model: PretrainModel, optimizer, scheduler, scaler,
                      mask_generator: torch.Generator, rank: int, world: int, **position) -> None:
     """Everything needed to continue exactly, written atomically by rank 0."""
-    rng = [_rng_state(mask_generator)]
+    rng = [rng_state([mask_generator])]
     if world > 1:
         rng = [None] * world
-        torch.distributed.all_gather_object(rng, _rng_state(mask_generator))
+        torch.distributed.all_gather_object(rng, rng_state([mask_generator]))
     if rank == 0:
         running = {k: (v.cpu() if torch.is_tensor(v) else v)
                    for k, v in position.pop("running").items()}
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                  "rng": rng, "running": running, **position}
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        write_checkpoint(path, state)
     if world > 1:
         torch.distributed.barrier()
 
@@ -619,14 +598,6 @@ def _fingerprint(cfg: PretrainConfig, encoder_config: dict,
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_checkpoint(path: Path) -> dict | None:
-    """The checkpoint's contents, or None when it cannot be read (a truncated file)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError):
-        return None
-
-
 def _load_checkpoint(path: Path, state: dict, model: PretrainModel, optimizer, scheduler,
                      scaler, mask_generator: torch.Generator, rank: int) -> dict:
     """Restore ``state`` (read from ``path``) into the model, optimiser, schedule and RNGs."""
@@ -643,7 +614,7 @@ def _load_checkpoint(path: Path, state: dict, model: PretrainModel, optimizer, s
     if rank >= len(rng):
         raise InputError(f"the checkpoint holds RNG states of {len(rng)} ranks; this is rank "
                          f"{rank}", path=path, fix="resume with the same number of processes")
-    _set_rng_state(rng[rank], mask_generator)
+    set_rng_state(rng[rank], [mask_generator])
     return {"step": state["step"], "epoch": state["epoch"], "batch": state["batch"],
             "metrics": state["metrics"], "running": state["running"]}
 
