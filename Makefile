@@ -1,6 +1,7 @@
 # HelixFlow quick start:  make run   (the embedded default, end to end, with the report)
 #                         make test  (the test suite)
-# Both set themselves up first (scripts/setup.sh: bedtools, .venv, torch 2.13.0 CPU).
+# Both set themselves up first (scripts/setup.sh: bedtools, .venv, torch 2.13.0: CPU build,
+# or the CUDA build where nvidia-smi sees a GPU).
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 CORES ?= all
