@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,14 @@ def test_peaks_or_alignments_errors_name_the_line(tmp_path, row, expected):
     with pytest.raises(InputError, match="line 2") as err:
         read_sample_sheet(path)
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_sheet_with_bom_and_crlf_reads_like_a_plain_one(tmp_path, compress):
+    text = "\ufeff" + "\r\n".join([HEADER, _row(), _row("Abf1", "MA0265.1")]) + "\r\n"
+    path = tmp_path / "chip.tsv"
+    path.write_bytes(gzip.compress(text.encode()) if compress else text.encode())
+    sheet = read_sample_sheet(path)
+    assert list(sheet.columns[:2]) == ["target", "peaks"]
+    assert list(sheet.index) == ["Reb1", "Abf1"]
+    assert sheet["jaspar_id"].tolist() == ["MA0363", "MA0265.1"]

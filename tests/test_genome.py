@@ -279,6 +279,15 @@ def test_read_aliases_bad_line_names_line(tmp_path):
     assert "name_in_peaks" in str(err.value)
 
 
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("name", ["aliases.tsv", "aliases.tsv.gz"])   # the name decides nothing
+def test_read_aliases_bom_crlf_and_gzip_by_content(tmp_path, compress, name):
+    data = "\ufeff1\tchrI\r\n# comment\r\nchrM\tchrMito\r\n".encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if compress else data)
+    assert read_aliases(path) == {"1": "chrI", "chrM": "chrMito"}
+
+
 def test_read_fai_keeps_order(tmp_path):
     path = tmp_path / "g.fa.fai"
     path.write_text("chrB\t10\t4\t60\t61\nchrA\t5\t20\t60\t61\n")
@@ -363,3 +372,5 @@ def test_stage_failed_download_raises_input_error(mirror, tmp_path):
     with pytest.raises(InputError, match="downloading .* failed"):
         stage_input("other.fa", out, mirror=root, url=url, sha256=None)
     assert _leftovers(out.parent) == []
+
+

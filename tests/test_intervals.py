@@ -78,6 +78,55 @@ def test_gzipped_peaks_and_header_lines(tmp_path):
     assert read_peaks(path, SIZES, {})["summit"].tolist() == [15]
 
 
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("name", ["p.bed", "p.bed.gz"])      # the name decides nothing
+def test_gzip_is_told_by_content_not_name(tmp_path, name, compress):
+    data = b"chr1\t10\t20\nchr2\t30\t40\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if compress else data)
+    assert read_peaks(path, SIZES, {})["summit"].tolist() == [15, 35]
+    assert read_blacklist(path, SIZES, {}).values.tolist() == [["chr1", 10, 20], ["chr2", 30, 40]]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_byte_order_mark_is_not_part_of_the_chromosome(tmp_path, compress):
+    data = "\ufeffII\t10\t20\tpA\nII\t30\t40\tpB\n".encode()
+    path = tmp_path / "p.bed"
+    path.write_bytes(gzip.compress(data) if compress else data)
+    peaks = read_peaks(path, SIZES, {"II": "chr2"})
+    assert peaks["chrom"].tolist() == ["chr2", "chr2"]
+    blacklist = tmp_path / "bl.bed"
+    blacklist.write_bytes("\ufeffchr1\t5\t9\n".encode())
+    assert read_blacklist(blacklist, SIZES, {}).values.tolist() == [["chr1", 5, 9]]
+
+
+def test_crlf_line_endings_are_plain_newlines(tmp_path):
+    bed = write(tmp_path / "p.bed", "")
+    bed.write_bytes(b"# c\r\nchr1\t10\t20\tpA\r\nchr2\t30\t40\tpB\r\n")
+    assert read_peaks(bed, SIZES, {})["name"].tolist() == ["pA", "pB"]
+    narrow = tmp_path / "p.narrowPeak"
+    narrow.write_bytes(b"chr1\t100\t300\tn1\t0\t.\t5.0\t-1\t-1\t30\r\n")
+    assert read_peaks(narrow, SIZES, {})["summit"].tolist() == [130]
+
+
+def test_text_that_is_not_utf8_names_line_and_column(tmp_path):
+    path = tmp_path / "p.bed"
+    path.write_bytes(b"chr1\t10\t20\tpA\nchr1\t30\t40\tp\xe9\n")
+    with pytest.raises(InputError) as err:
+        read_peaks(path, SIZES, {})
+    assert (err.value.line, err.value.column) == (2, 13)
+    assert "p.bed line 2 column 13: not UTF-8 text" in str(err.value)
+    assert "UTF-8" in err.value.fix
+
+
+def test_damaged_gzip_peaks_name_file_and_fix(tmp_path):
+    path = tmp_path / "p.bed"
+    path.write_bytes(gzip.compress(b"chr1\t10\t20\n" * 2000)[:-30])
+    with pytest.raises(InputError, match="p.bed: truncated or corrupt gzip") as err:
+        read_peaks(path, SIZES, {})
+    assert "download the file again" in err.value.fix
+
+
 def test_peak_format_guess():
     assert peak_format("a/Reb1.narrowPeak.gz") == "narrowPeak"
     assert peak_format("Reb1.np") == "narrowPeak"

@@ -16,6 +16,7 @@ import pandas as pd
 import yaml
 
 from .errors import InputError
+from .files import open_text
 
 # the default MIL bag width (helixflow.mil.DEFAULTS), here, torch-free, because the workflow
 # needs it at start-up to name the bag-width tile table
@@ -92,7 +93,8 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise InputError("sample sheet not found", path=path, fix="set 'samples' in the config")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    with open_text(path) as handle:
+        sheet = pd.read_csv(handle, sep="\t", dtype=str, keep_default_na=False)
     if "target" in sheet:  # comment rows; the index keeps each row's place in the file
         sheet = sheet[~sheet["target"].str.startswith("#")]
     schema = load_schema("samples", schema_dir)

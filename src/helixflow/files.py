@@ -1,17 +1,23 @@
-"""File helpers shared by every stage: atomic writes, checksums, JSON/TSV records."""
+"""File helpers shared by every stage: atomic writes, checksums, JSON/TSV records, opening
+text inputs."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
+
+from .errors import InputError
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -61,3 +67,47 @@ def write_tsv(path: str | Path, table: pd.DataFrame, **kwargs: Any) -> None:
     """Write a DataFrame as TSV (no index), atomically."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, **kwargs)
+
+
+def is_gzip(path: str | Path) -> bool:
+    """Whether ``path`` is gzip (or bgzip) compressed, from its magic bytes, not its name."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+@contextlib.contextmanager
+def open_text(path: str | Path) -> Iterator[TextIO]:
+    """Open a text input for reading: gzip decided by the magic bytes, UTF-8 with a leading
+    byte-order mark dropped, CRLF (and CR) read as plain newlines.
+
+    Reading bytes that are not UTF-8, or a damaged gzip, inside the ``with`` block raises
+    :class:`InputError` naming the file (and the line and column of the first bad byte).
+    """
+    path = Path(path)
+    gzipped = is_gzip(path)
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as raw, \
+                io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None) as handle:
+            yield handle
+    except UnicodeDecodeError as err:
+        line, column = _first_undecodable(path, gzipped)
+        raise InputError("not UTF-8 text", path=path, line=line, column=column,
+                         fix="save the file as plain UTF-8 (or ASCII) text, optionally "
+                         "gzipped") from err
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        if not gzipped:
+            raise
+        raise InputError(f"truncated or corrupt gzip ({err})", path=path,
+                         fix="download the file again and check its sha256 "
+                             "(`gzip -t` must pass)") from err
+
+
+def _first_undecodable(path: Path, gzipped: bool) -> tuple[int | None, int | None]:
+    """(line, column) of the first byte of ``path`` that is not UTF-8; read only on error."""
+    with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return number, len(line[:err.start].decode("utf-8")) + 1
+    return None, None

@@ -15,7 +15,7 @@ import pysam
 
 from .encode import one_hot_batch
 from .errors import InputError
-from .files import atomic_path
+from .files import atomic_path, is_gzip, open_text
 
 
 def index_genome(fasta_in: str | Path, fasta_out: str | Path, sizes_out: str | Path) -> dict:
@@ -29,7 +29,7 @@ def index_genome(fasta_in: str | Path, fasta_out: str | Path, sizes_out: str | P
     gzip, a record name used twice, a record with no sequence, or ragged lines.
     """
     fasta_in, fasta_out = Path(fasta_in), Path(fasta_out)
-    gzipped = _is_gzip(fasta_in)
+    gzipped = is_gzip(fasta_in)
     opener = gzip.open if gzipped else open
     with atomic_path(fasta_out) as tmp:
         with opener(fasta_in, "rb") as src, open(tmp, "wb") as dst:
@@ -137,11 +137,6 @@ class _RecordChecker:
                              fix="remove the record or supply its sequence")
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
 def read_fai(path: str | Path) -> dict[str, int]:
     """``{chrom: length}`` from a .fai or chrom-sizes file, in file order."""
     sizes: dict[str, int] = {}
@@ -157,14 +152,17 @@ def read_aliases(path: str | Path | None) -> dict[str, str]:
     if not path:
         return {}
     aliases: dict[str, str] = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2:
-            raise InputError(f"expected 2 tab-separated columns, found {len(fields)}", path=path,
-                             line=number, fix="write 'name_in_peaks<TAB>name_in_genome'")
-        aliases[fields[0]] = fields[1]
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                raise InputError(f"expected 2 tab-separated columns, found {len(fields)}",
+                                 path=path, line=number,
+                                 fix="write 'name_in_peaks<TAB>name_in_genome'")
+            aliases[fields[0]] = fields[1]
     return aliases
 
 

@@ -6,7 +6,6 @@ columns of ``WINDOW_COLUMNS``; interval arithmetic goes through bedtools (pybedt
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 import pybedtools
 
 from .errors import InputError
+from .files import open_text
 
 WINDOW_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "label", "split", "kind",
                   "gc"]
@@ -24,8 +24,7 @@ SPLITS = ("train", "valid", "test")
 # ---------------------------------------------------------------- reading and checking peaks
 
 def _data_lines(path: Path) -> Iterable[tuple[int, list[str]]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue

@@ -23,7 +23,6 @@ bismark; ``.bedGraph``/``.bedgraph``/``.bg``/``.bdg`` → bedgraph).
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .files import is_gzip, open_text
 
 FORMATS = ("bismark", "bedgraph", "dss")
 CPG_COLUMNS = ["chrom", "pos", "meth", "total", "beta"]
@@ -60,17 +60,11 @@ LAYOUTS = {
 _FIX_LINE = "fix or remove the line"
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
 def _lines(path: Path) -> Iterator[str]:
     """Text lines of a plain or gzip file, streamed, without line endings."""
-    opener = gzip.open if _is_gzip(path) else open
-    with opener(path, "rt") as handle:
+    with open_text(path) as handle:
         for line in handle:
-            yield line.rstrip("\r\n")
+            yield line.rstrip("\n")
 
 
 def _first_lines(path: Path, n: int = 20) -> list[str]:
@@ -122,7 +116,7 @@ def _parse_fast(path: Path, layout: _Layout, skip: int,
     try:
         reader = pd.read_csv(path, sep=layout.sep if layout.sep else r"\s+", header=None,
                              skiprows=skip, skip_blank_lines=False, engine="c",
-                             compression="gzip" if _is_gzip(path) else None,
+                             compression="gzip" if is_gzip(path) else None,
                              dtype={0: str}, chunksize=chunk_lines)
         with reader:
             for table in reader:
