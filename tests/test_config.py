@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from helixflow.config import load_schema, read_sample_sheet, validate_config
 from helixflow.errors import InputError
+from helixflow.files import relpath_problem
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "target\tpeaks\tpeaks_url\tpeaks_sha256\tpeak_format\ttax_group\tjaspar_id"
@@ -144,6 +146,52 @@ def test_missing_required(config, key):
     assert f"'{key}' is a required property" in message
 
 
+PATH_FIX = "give a path relative to the data mirror, without '..'"
+
+
+@pytest.mark.parametrize(("path", "value", "key"), [
+    (("genome", "fasta"), "../genome.fa.gz", "genome.fasta.path"),
+    (("genome", "blacklist"), "/etc/passwd", "genome.blacklist.path"),
+    (("multitask", "extra_targets", 0), "yeast/../../x.bed", "multitask.extra_targets.0.path"),
+    (("methylation", "inputs", 1), "..", "methylation.inputs.1.path"),
+    (("scrna", "files", 0), "/data/matrix.mtx.gz", "scrna.files.0.path"),
+])
+def test_input_path_leaving_the_mirror_names_key_and_fix(config, path, value, key):
+    node = config
+    for part in path:
+        node = node[part]
+    node["path"] = value
+    err = _error(config)
+    assert f"key '{key}': input path {value!r} {relpath_problem(value)}" in str(err)
+    assert err.fix == PATH_FIX
+
+
+def test_scrna_matrix_leaving_the_mirror_is_refused(config):
+    config["scrna"]["matrix"] = "../matrix"
+    err = _error(config)
+    assert "key 'scrna.matrix': input path '../matrix' has a '..' component" in str(err)
+    assert err.fix == PATH_FIX
+
+
+SAFE = ["yeast/peaks.bed", "a..b/x.bed", ".hidden/x..bed", "x/.../y.bed", "peaks..bed"]
+UNSAFE = ["../x.bed", "yeast/../x.bed", "yeast/..", "..", "/etc/passwd", "/x.bed", "a/../../b"]
+
+
+@pytest.mark.parametrize("relpath", SAFE + UNSAFE)
+def test_schema_patterns_agree_with_relpath_problem(relpath):
+    config_pattern = load_schema("config")["definitions"]["relative_path"]["pattern"]
+    sheet = load_schema("samples")["properties"]
+    safe = relpath not in UNSAFE
+    assert (relpath_problem(relpath) is None) == safe
+    assert bool(re.search(config_pattern, relpath)) == safe
+    assert bool(re.search(sheet["peaks"]["pattern"], relpath)) == safe
+    for column in ("treatment_bam", "control_bam"):
+        bam = relpath + "/r.bam" if relpath.endswith("..") else \
+            relpath.removesuffix(".bed") + ".bam"
+        assert bool(re.search(sheet[column]["pattern"], bam)) == safe
+        assert bool(re.search(sheet[column]["pattern"], f"ok/a.bam,{bam}")) == safe
+
+
 def test_source_names_the_file(config):
     config["threads"] = 0
     with pytest.raises(InputError, match="^helixflow: my/config.yaml: key 'threads'"):
@@ -250,6 +298,26 @@ def test_peaks_or_alignments_errors_name_the_line(tmp_path, row, expected):
     with pytest.raises(InputError, match="line 2") as err:
         read_sample_sheet(path)
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("row, column, relpath", [
+    ("Reb1\t../my_peaks.bed\t\t\tauto\tfungi", "peaks", "../my_peaks.bed"),
+    ("Reb1\tpeaks/../../my_peaks.bed\t\t\tauto\tfungi", "peaks", "peaks/../../my_peaks.bed"),
+    ("Reb1\t/etc/passwd\t\t\tauto\tfungi", "peaks", "/etc/passwd"),
+    ("Reb1\t\t../chip.bam\t\tauto\tfungi", "treatment_bam", "../chip.bam"),
+    ("Reb1\t\tchip/a.bam,/abs/b.bam\t\tauto\tfungi", "treatment_bam", "/abs/b.bam"),
+    ("Reb1\t\tchip/a.bam\t../input.bam\tauto\tfungi", "control_bam", "../input.bam"),
+])
+def test_sheet_path_leaving_the_mirror_names_line_and_fix(tmp_path, row, column, relpath):
+    user_file = tmp_path / "my_peaks.bed"
+    user_file.write_text("chrI\t10\t20\n")
+    path = _sheet(tmp_path, "Abf1\tpeaks/a.bed\t\t\tauto\tfungi", row, header=BAM_HEADER)
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(path)
+    assert f"chip.tsv line 3: column '{column}': input path {relpath!r}" in str(err.value)
+    assert err.value.fix == PATH_FIX
+    assert user_file.read_text() == "chrI\t10\t20\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.tsv", "my_peaks.bed"]
 
 
 @pytest.mark.parametrize("compress", [False, True])

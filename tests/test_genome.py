@@ -374,3 +374,48 @@ def test_stage_failed_download_raises_input_error(mirror, tmp_path):
     assert _leftovers(out.parent) == []
 
 
+@pytest.mark.parametrize("relpath, problem", [
+    ("../my_peaks.bed", "has a '..' component"),
+    ("yeast/../../my_peaks.bed", "has a '..' component"),
+    ("/etc/passwd", "is an absolute path"),
+])
+def test_stage_refuses_paths_leaving_the_mirror(mirror, tmp_path, relpath, problem):
+    root, _, _ = mirror
+    user_file = tmp_path / "my_peaks.bed"          # mirror/../my_peaks.bed, resources/../ too
+    user_file.write_bytes(b"chrI\t10\t20\n")
+    digest = hashlib.sha256(user_file.read_bytes()).hexdigest()
+    out = tmp_path / "resources" / relpath.lstrip("/")   # never /etc/passwd itself
+    with pytest.raises(InputError) as err:
+        stage_input(relpath, out, mirror=root, url=user_file.as_uri(), sha256=digest)
+    assert f"input path '{relpath}' {problem}" in str(err.value)
+    assert err.value.fix == "give a path relative to the data mirror, without '..'"
+    assert user_file.read_bytes() == b"chrI\t10\t20\n"
+    assert _leftovers(tmp_path / "resources") == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "my_peaks.bed"]
+
+
+@pytest.mark.parametrize("linked", ["file", "directory"])
+def test_stage_refuses_a_link_out_of_the_mirror(mirror, tmp_path, linked):
+    root, _, _ = mirror
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.bed").write_bytes(b"secret")
+    if linked == "file":
+        (root / "yeast" / "peaks.bed").symlink_to(outside / "secret.bed")
+        relpath = "yeast/peaks.bed"
+    else:
+        (root / "elsewhere").symlink_to(outside, target_is_directory=True)
+        relpath = "elsewhere/secret.bed"
+    out = tmp_path / "resources" / relpath
+    with pytest.raises(InputError, match="outside the mirror") as err:
+        stage_input(relpath, out, mirror=root, url=None, sha256=None)
+    assert "copy the file into the mirror" in err.value.fix
+    assert not out.exists() and _leftovers(out.parent) == []
+
+
+def test_stage_follows_a_link_inside_the_mirror(mirror, tmp_path):
+    root, payload, digest = mirror
+    (root / "latest.fa").symlink_to(root / "yeast" / "g.fa")
+    out = tmp_path / "resources" / "latest.fa"
+    assert stage_input("latest.fa", out, mirror=root, url=None, sha256=digest) == digest
+    assert out.read_bytes() == payload

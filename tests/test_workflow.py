@@ -193,6 +193,22 @@ def test_empty_peaks_file_stops_before_training(tmp_path):
     _assert_stopped_before_training(tmp_path, result, "Reb1_peaks.bed", "has no peaks")
 
 
+def test_peaks_path_with_dotdot_leaves_the_users_file_alone(tmp_path):
+    """resources/../my_peaks.bed is mirror/../my_peaks.bed: Snakemake would delete it."""
+    make_project(tmp_path)
+    user_file = tmp_path / "my_peaks.bed"
+    shutil.copy(tmp_path / "mirror/tiny/Reb1_peaks.bed", user_file)
+    before = user_file.read_bytes()
+    sheet = tmp_path / "chip.tsv"
+    sheet.write_text(sheet.read_text().replace("tiny/Reb1_peaks.bed", "../my_peaks.bed"))
+    result = snakemake(tmp_path, "--until", "stage_input", timeout=300)
+    _assert_stopped_before_training(tmp_path, result, "chip.tsv line 2: column 'peaks'",
+                                    "'../my_peaks.bed' has a '..' component",
+                                    "without '..'")
+    assert user_file.read_bytes() == before
+    assert not (tmp_path / "resources").exists()
+
+
 def test_hg38_encode_example_dry_run(tmp_path):
     """The worked human config plans every stage (placeholder accessions, nothing fetched)."""
     example = REPO / "config/examples/hg38_encode"

@@ -16,13 +16,15 @@ import pandas as pd
 import yaml
 
 from .errors import InputError
-from .files import open_text
+from .files import RELPATH_FIX, open_text, relpath_problem
 
 # the default MIL bag width (helixflow.mil.DEFAULTS), here, torch-free, because the workflow
 # needs it at start-up to name the bag-width tile table
 MIL_BAG_BP = 1000
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+# sample-sheet columns that name inputs (comma-separated where several), relative to the mirror
+SHEET_PATH_COLUMNS = ("peaks", "treatment_bam", "control_bam")
 
 
 def load_schema(name: str, schema_dir: str | Path | None = None) -> dict:
@@ -61,6 +63,13 @@ def _message(error: jsonschema.ValidationError, schema: dict, source: str) -> In
     if error.validator == "type":
         return InputError(f"key '{_key(path)}' must be {error.validator_value}, got "
                           f"{error.instance!r}", path=source, fix="change its value")
+    relative = schema["definitions"]["relative_path"]["pattern"]
+    # an input path may sit under oneOf (input file or null): its own error says more
+    for bad_path in [error, *error.context]:
+        if bad_path.validator == "pattern" and bad_path.validator_value == relative:
+            problem = relpath_problem(bad_path.instance) or "is empty"
+            return InputError(f"key '{_key(bad_path.absolute_path)}': input path "
+                              f"{bad_path.instance!r} {problem}", path=source, fix=RELPATH_FIX)
     return InputError(f"key '{_key(path)}': {error.message}", path=source,
                       fix="see workflow/schemas/*.schema.yaml for allowed values")
 
@@ -103,6 +112,7 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
             raise InputError(f"unknown column '{col}'", path=path, line=1,
                              fix=f"known columns: {', '.join(schema['properties'])}")
     for i, row in zip(sheet.index, sheet.to_dict("records"), strict=True):
+        _check_input_paths(row, path, line=i + 2)
         row = {k: v for k, v in row.items() if v != "" or k in schema["required"]}
         for error in jsonschema.Draft7Validator(schema).iter_errors(row):
             raise InputError(f"column '{_key(error.absolute_path)}': {error.message}",
@@ -126,6 +136,15 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
                              path=path, line=i + 2, fix="add the ChIP alignments or drop the "
                              "control")
     return sheet.set_index("target", drop=False)
+
+
+def _check_input_paths(row: dict[str, str], path: Path, line: int) -> None:
+    """Refuse a sheet row whose input paths could leave the mirror (absolute or with '..')."""
+    for col in SHEET_PATH_COLUMNS:
+        for relpath in row.get(col, "").split(","):
+            if problem := relpath_problem(relpath):
+                raise InputError(f"column '{col}': input path {relpath!r} {problem}",
+                                 path=path, line=line, fix=RELPATH_FIX)
 
 
 def overlay(defaults: dict, params: dict | None, what: str = "setting") -> dict:

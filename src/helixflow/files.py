@@ -1,5 +1,5 @@
 """File helpers shared by every stage: atomic writes, checksums, JSON/TSV records, opening
-text inputs."""
+text inputs, and the rule for input paths."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any, TextIO
 import pandas as pd
 
 from .errors import InputError
+
+RELPATH_FIX = "give a path relative to the data mirror, without '..'"
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -67,6 +69,19 @@ def write_tsv(path: str | Path, table: pd.DataFrame, **kwargs: Any) -> None:
     """Write a DataFrame as TSV (no index), atomically."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, **kwargs)
+
+
+def relpath_problem(relpath: str) -> str | None:
+    """Why ``relpath`` cannot name an input inside the data mirror (and resources/), or None.
+
+    An absolute path would be copied from anywhere; a '..' component steps out of resources/,
+    so the staged copy can be the user's own file (which Snakemake deletes before staging).
+    """
+    if relpath.startswith("/"):
+        return "is an absolute path"
+    if ".." in relpath.split("/"):
+        return "has a '..' component"
+    return None
 
 
 def is_gzip(path: str | Path) -> bool:

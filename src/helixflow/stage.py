@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import InputError
-from .files import atomic_path, sha256sum
+from .files import RELPATH_FIX, atomic_path, relpath_problem, sha256sum
 
 
 def stage_input(relpath: str, out: str | Path, *, mirror: str | Path | None,
@@ -17,8 +17,12 @@ def stage_input(relpath: str, out: str | Path, *, mirror: str | Path | None,
 
     The mirror (``mirror/relpath``) is used when it has the file; otherwise the
     file is downloaded from ``url``. A checksum mismatch fails and leaves nothing.
+    A ``relpath`` that is absolute or has a '..' component, or a mirror file that is a
+    link to outside the mirror, is refused before anything is read or written.
     """
-    source = Path(mirror) / relpath if mirror else None
+    if problem := relpath_problem(relpath):
+        raise InputError(f"input path '{relpath}' {problem}", fix=RELPATH_FIX)
+    source = _mirror_file(relpath, mirror) if mirror else None
     with atomic_path(out) as tmp:
         if source is not None and source.is_file():
             print(f"helixflow stage: {relpath} from mirror {source}", file=sys.stderr)
@@ -43,3 +47,15 @@ def stage_input(relpath: str, out: str | Path, *, mirror: str | Path | None,
                              path=source, fix="the file changed or is the wrong one; fetch it "
                              "again or update the sha256 in the config")
     return digest
+
+
+def _mirror_file(relpath: str, mirror: str | Path) -> Path:
+    """``mirror/relpath``; refused when it is (or lies under) a link that leads outside."""
+    source = Path(mirror) / relpath
+    root = Path(mirror).resolve()
+    if source.exists() and not source.resolve().is_relative_to(root):
+        raise InputError(f"input '{relpath}' is a link to {source.resolve()}, outside the "
+                         f"mirror {root}", path=source,
+                         fix="copy the file into the mirror instead of linking to it, or "
+                         + RELPATH_FIX)
+    return source
