@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pysam
 import pytest
 
 import helixflow.genome as genome_module
+from helixflow.cli import main
 from helixflow.errors import InputError
 from helixflow.genome import Genome, index_genome, read_aliases, read_fai
 from helixflow.stage import stage_input
@@ -227,6 +230,106 @@ def test_checks_accept_the_toy_genome_with_tiny_blocks(toy_genome, tmp_path, mon
     sizes = index_genome(toy_genome.gz, tmp_path / "g.fa", tmp_path / "g.sizes")
     assert sizes == {c: len(s) for c, s in toy_genome.seqs.items()}
     assert (tmp_path / "g.fa").read_bytes() == toy_genome.plain.read_bytes()
+
+
+def _expected_letters(seqs: dict[str, str]) -> dict:
+    per = {name: {"N": seq.upper().count("N"),
+                  "ambiguous": sum(seq.upper().count(c) for c in "RYSWKMBDHV"),
+                  "soft_masked": sum(c.islower() for c in seq)} for name, seq in seqs.items()}
+    totals = {k: sum(p[k] for p in per.values()) for k in ("N", "ambiguous", "soft_masked")}
+    return totals | {"per_chromosome": per}
+
+
+@pytest.mark.parametrize("block", [1 << 22, 7, 1])
+def test_index_records_n_ambiguity_and_soft_masked_counts(toy_genome, tmp_path, monkeypatch,
+                                                           capsys, block):
+    monkeypatch.setattr(genome_module, "BLOCK", block)
+    seqs = dict(toy_genome.seqs)
+    seqs["chrAmb"] = "ACGTRYSWKMBDHVNnryswkmbdhvacgt" * 3
+    source = tmp_path / "amb.fa.gz"
+    write_fasta(tmp_path / "amb.fa", seqs)
+    source.write_bytes(gzip.compress((tmp_path / "amb.fa").read_bytes()))
+    out = tmp_path / "out"
+    sizes = index_genome(source, out / "g.fa", out / "g.sizes", record_out=out / "g.json")
+    assert sizes == {c: len(s) for c, s in seqs.items()}          # what it returns is unchanged
+    record = json.loads((out / "g.json").read_text())
+    letters = record["results"]["letters"]
+    expected = _expected_letters(seqs)
+    assert letters == expected | {"crlf_lines": 0}
+    assert letters["N"] == 301 + 6 and letters["ambiguous"] == 60
+    assert letters["soft_masked"] == 500 + 45
+    assert record["step"] == "index_genome" and record["inputs"]["fasta"]["sha256"] == \
+        hashlib.sha256(source.read_bytes()).hexdigest()
+    assert f"{expected['N']:,} N" in capsys.readouterr().err
+
+
+def test_index_genome_command_writes_the_record_beside_the_sizes(toy_genome, tmp_path):
+    out = tmp_path / "data"
+    code = main(["index-genome", "--fasta", str(toy_genome.gz), "--out", str(out / "genome.fa"),
+                 "--sizes", str(out / "chrom.sizes"), "--record", str(out / "genome.record.json")])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["chrom.sizes", "genome.fa", "genome.fa.fai",
+                                                     "genome.record.json"]
+    letters = json.loads((out / "genome.record.json").read_text())["results"]["letters"]
+    assert (letters["N"], letters["soft_masked"]) == (301, 500)
+
+
+@pytest.mark.parametrize("letter", ["-", "*", "X", "x", "1", " ", "\t", ">", "U", "\xe9"])
+@pytest.mark.parametrize("block", [1 << 22, 5, 1])
+def test_non_iupac_letter_names_record_line_column_and_fix(tmp_path, monkeypatch, letter,
+                                                           block):
+    monkeypatch.setattr(genome_module, "BLOCK", block)
+    bad = tmp_path / "bad.fa.gz"
+    text = f">chrI first\nACGTAC\nACGTAC\n>chrII\nGGGGGG\nGGG{letter}GG\nGG\n"
+    bad.write_bytes(gzip.compress(text.encode("latin-1")))
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        index_genome(bad, out / "g.fa", out / "g.sizes", record_out=out / "g.json")
+    assert (err.value.line, err.value.column) == (6, 4)
+    assert "bad.fa.gz line 6 column 4: record 'chrII' has" in str(err.value)
+    assert "not an IUPAC nucleotide code" in str(err.value)
+    assert "A C G T N" in err.value.fix and "'-'" in err.value.fix
+    assert _leftover_names(out) == []
+
+
+def test_iupac_codes_of_either_case_are_accepted(tmp_path):
+    source = tmp_path / "iupac.fa"
+    source.write_text(">a\nACGTNRYSWKMBDHV\nacgtnryswkmbdhv\n")
+    assert index_genome(source, tmp_path / "g.fa", tmp_path / "g.sizes") == {"a": 30}
+
+
+@pytest.mark.parametrize("block", [1 << 22, 7, 2, 1])    # '\r' and '\n' in different blocks
+def test_crlf_fasta_is_indexed_with_plain_newlines(toy_genome, tmp_path, monkeypatch, block):
+    monkeypatch.setattr(genome_module, "BLOCK", block)
+    lf = toy_genome.plain.read_bytes()
+    source = tmp_path / "crlf.fa.gz"
+    source.write_bytes(gzip.compress(lf.replace(b"\n", b"\r\n")))
+    out = tmp_path / "out"
+    sizes = index_genome(source, out / "g.fa", out / "g.sizes", record_out=out / "g.json")
+    assert (out / "g.fa").read_bytes() == lf
+    assert sizes == {c: len(s) for c, s in toy_genome.seqs.items()}
+    letters = json.loads((out / "g.json").read_text())["results"]["letters"]
+    assert letters["crlf_lines"] == lf.count(b"\n")
+    assert letters["N"] == 301                      # no '\r' counted as a base
+    genome = Genome(out / "g.fa")
+    assert genome.fetch("chr1", 0, 200) == toy_genome.seqs["chr1"][:200].upper()
+    genome.close()
+
+
+def test_input_error_keeps_its_column_across_processes(tmp_path):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">a\nAC-T\n")
+    with pytest.raises(InputError) as err:
+        index_genome(bad, tmp_path / "out" / "g.fa", tmp_path / "out" / "g.sizes")
+    back = pickle.loads(pickle.dumps(err.value))
+    assert (back.line, back.column, str(back)) == (2, 3, str(err.value))
+
+
+def test_lone_carriage_return_is_refused(tmp_path):
+    bad = tmp_path / "cr.fa"
+    bad.write_bytes(b">a\nACGT\rACGT\nAC\n")
+    with pytest.raises(InputError, match="line 2 column 5: record 'a' has byte 0x0d"):
+        index_genome(bad, tmp_path / "out" / "g.fa", tmp_path / "out" / "g.sizes")
 
 
 # ---------------------------------------------------------------- Genome

@@ -10,6 +10,7 @@ import pytest
 from test_genome import make_toy_genome
 
 from helixflow.errors import InputError
+from helixflow.genome import index_genome
 from helixflow.intervals import (
     WINDOW_COLUMNS,
     drop_overlapping,
@@ -507,6 +508,19 @@ def test_read_windows_round_trip(labelled, tmp_path):
     labelled["table"].to_csv(path, sep="\t", header=False, index=False)
     back = read_windows(path)
     pd.testing.assert_frame_equal(back, labelled["table"], check_dtype=False)
+
+
+def test_crlf_genome_windows_keep_their_n_fraction(toy_genome, tmp_path):
+    """bedtools nuc counted '\r' as a base: every window failed the N filter."""
+    crlf = tmp_path / "crlf.fa"
+    crlf.write_bytes(toy_genome.plain.read_bytes().replace(b"\n", b"\r\n"))
+    index_genome(crlf, tmp_path / "g.fa", tmp_path / "g.sizes")
+    windows = pd.DataFrame({"chrom": ["chr1", "chr2", "chr3"], "start": [0, 6_000, 2_950],
+                            "end": [200, 6_200, 3_150]})
+    expected = nucleotide_content(windows, toy_genome.fasta)
+    got = nucleotide_content(windows, tmp_path / "g.fa")
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["n_frac"].tolist() == [0.0, 1.0, 0.0]
 
 
 # ---------------------------------------------------------------- split_problems

@@ -26,7 +26,7 @@ def cmd_stage(a: argparse.Namespace) -> None:
 
 def cmd_index_genome(a: argparse.Namespace) -> None:
     from .genome import index_genome
-    sizes = index_genome(a.fasta, a.out, a.sizes)
+    sizes = index_genome(a.fasta, a.out, a.sizes, record_out=a.record)
     print(f"indexed {len(sizes)} chromosomes, {sum(sizes.values()):,} bp", file=sys.stderr)
 
 
@@ -430,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fasta", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--sizes", required=True)
+    p.add_argument("--record", default=None,
+                   help="JSON record with the N, ambiguity-code and soft-masked base counts")
 
     p = add("check-inputs", cmd_check_inputs, "validate every peaks file against the genome")
     p.add_argument("--sizes", required=True)

@@ -36,6 +36,7 @@ rule index_genome:
         fasta=f"{DATA}/genome.fa",
         fai=f"{DATA}/genome.fa.fai",
         sizes=f"{DATA}/chrom.sizes",
+        record=f"{DATA}/genome.record.json",
     params:
         code=CODE["index-genome"],
     log:
@@ -50,7 +51,7 @@ rule index_genome:
         "../../envs/data.yaml"
     shell:
         "helixflow index-genome --fasta {input.fasta} --out {output.fasta} --sizes {output.sizes} "
-        "2> {log}"
+        "--record {output.record} 2> {log}"
 
 
 # A target given as ChIP alignments: MACS3 callpeak (control optional) → narrowPeak with
