@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_genome import make_toy_genome
 
+from helixflow.cli import main
 from helixflow.errors import InputError
 from helixflow.genome import index_genome
 from helixflow.intervals import (
+    DUPLICATES_MERGED,
     WINDOW_COLUMNS,
     drop_overlapping,
     gc_matched_sample,
@@ -22,11 +25,12 @@ from helixflow.intervals import (
     read_blacklist,
     read_peaks,
     read_windows,
+    require_windows,
     resolve_splits,
     split_problems,
     summit_windows,
 )
-from helixflow.tiles import genome_tiles
+from helixflow.tiles import genome_tiles, write_genome_tiles
 
 SIZES = {"chr1": 1_000, "chr2": 500, "chr3": 300, "chr4": 200}
 
@@ -49,10 +53,10 @@ def overlaps(a_start, a_end, b_start, b_end) -> bool:
 
 
 def test_bed_summit_is_midpoint(tmp_path):
-    path = write(tmp_path / "p.bed", "chr1\t100\t200\tpA\nchr1\t100\t201\nchr2\t0\t3\t.\n")
+    path = write(tmp_path / "p.bed", "chr1\t100\t200\tpA\nchr1\t300\t401\nchr2\t0\t3\t.\n")
     peaks = read_peaks(path, SIZES, {})
     assert list(peaks.columns) == ["chrom", "summit", "name"]
-    assert peaks["summit"].tolist() == [150, 150, 1]
+    assert peaks["summit"].tolist() == [150, 350, 1]
     # a missing or '.' name becomes peak<line number>
     assert peaks["name"].tolist() == ["pA", "peak2", "peak3"]
 
@@ -64,13 +68,13 @@ def test_one_bp_summit_bed_gives_its_own_position(tmp_path):
 
 def test_narrowpeak_offset_and_minus_one(tmp_path):
     rows = ["chr1\t100\t300\tn1\t0\t.\t5.0\t-1\t-1\t30",
-            "chr1\t100\t300\tn2\t0\t.\t5.0\t-1\t-1\t-1",
+            "chr1\t100\t302\tn2\t0\t.\t5.0\t-1\t-1\t-1",
             "chr2\t10\t20\tn3\t0\t.\t5.0\t-1\t-1\t0"]
     path = write(tmp_path / "p.narrowPeak", "\n".join(rows) + "\n")
     peaks = read_peaks(path, SIZES, {})
-    assert peaks["summit"].tolist() == [130, 200, 10]
+    assert peaks["summit"].tolist() == [130, 201, 10]
     # the same file declared as BED uses midpoints only
-    assert read_peaks(path, SIZES, {}, fmt="bed")["summit"].tolist() == [200, 200, 15]
+    assert read_peaks(path, SIZES, {}, fmt="bed")["summit"].tolist() == [200, 201, 15]
 
 
 def test_gzipped_peaks_and_header_lines(tmp_path):
@@ -126,6 +130,18 @@ def test_damaged_gzip_peaks_name_file_and_fix(tmp_path):
     with pytest.raises(InputError, match="p.bed: truncated or corrupt gzip") as err:
         read_peaks(path, SIZES, {})
     assert "download the file again" in err.value.fix
+
+
+def test_duplicate_peaks_are_merged_counted_and_reported(tmp_path, capsys):
+    path = write(tmp_path / "p.bed", "chr1\t100\t200\tpA\nchr1\t100\t200\tpA\n"
+                 "chr1\t140\t160\tpB\nchr2\t10\t20\tpC\nchr1\t100\t200\tpA\n")
+    peaks = read_peaks(path, SIZES, {})
+    assert peaks.values.tolist() == [["chr1", 150, "pA"], ["chr2", 15, "pC"]]
+    assert peaks.attrs[DUPLICATES_MERGED] == 3
+    assert "3 duplicate peaks (same chromosome and summit) merged" in capsys.readouterr().err
+    unique = read_peaks(write(tmp_path / "u.bed", "chr1\t100\t200\n"), SIZES, {})
+    assert unique.attrs[DUPLICATES_MERGED] == 0
+    assert "duplicate" not in capsys.readouterr().err
 
 
 def test_peak_format_guess():
@@ -390,7 +406,7 @@ def test_labelled_columns_and_stats(labelled):
     table, stats = labelled["table"], labelled["stats"]
     assert list(table.columns) == WINDOW_COLUMNS
     assert stats == {"peaks": len(labelled["peaks"]), "off_chromosome_end": 1,
-                     "blacklisted": 1, "too_many_n": 0}
+                     "blacklisted": 1, "not_in_split": 0, "too_many_n": 0}
     assert (table["end"] - table["start"] == WIDTH).all()
     assert set(table["kind"]) == {"peak", "background", "shuffle"}
     assert set(table["split"]) == {"train", "valid", "test"}
@@ -508,6 +524,68 @@ def test_read_windows_round_trip(labelled, tmp_path):
     labelled["table"].to_csv(path, sep="\t", header=False, index=False)
     back = read_windows(path)
     pd.testing.assert_frame_equal(back, labelled["table"], check_dtype=False)
+
+
+def test_duplicated_peak_lines_give_each_window_once(labelled, toy_genome, tmp_path):
+    lines = toy_genome.peaks.read_text().splitlines(keepends=True)
+    doubled = write(tmp_path / "doubled.bed", "".join(lines + lines[2:]))
+    peaks = read_peaks(doubled, labelled["sizes"], {})
+    assert peaks.attrs[DUPLICATES_MERGED] == len(labelled["peaks"])
+    pd.testing.assert_frame_equal(peaks, labelled["peaks"])
+    table, _ = labelled_windows(peaks, labelled["blacklist"], toy_genome.fasta,
+                                labelled["sizes"], labelled["split_of"], WIDTH, RATIO, SHUFFLED,
+                                BINS, MAX_N, seed=7, tiles=genome_tiles(toy_genome.fasta, WIDTH))
+    positives = table[table["label"] == 1]
+    assert not positives.duplicated(["chrom", "start", "split"]).any()
+    pd.testing.assert_frame_equal(table, labelled["table"])
+
+
+def test_no_window_left_names_every_drop_reason(labelled, toy_genome):
+    sizes = labelled["sizes"]
+    everything = pd.DataFrame({"chrom": list(sizes), "start": 0, "end": list(sizes.values())})
+    table, stats = labelled_windows(labelled["peaks"], everything, toy_genome.fasta, sizes,
+                                    labelled["split_of"], WIDTH, RATIO, SHUFFLED, BINS, MAX_N,
+                                    seed=7, tiles=genome_tiles(toy_genome.fasta, WIDTH))
+    assert table.empty
+    n = len(labelled["peaks"])
+    with pytest.raises(InputError) as err:
+        require_windows(table, stats, "peaks.bed")
+    assert f"peaks.bed: no peak window is left of {n} peaks (1 ran off a chromosome end, " \
+        f"{n - 1} overlap the blacklist)" in str(err.value)
+    assert "blacklist belongs to the genome" in err.value.fix
+    require_windows(labelled["table"], labelled["stats"], "peaks.bed")     # windows: no error
+
+
+def _windows_cli(toy_genome, tmp_path, peaks_text: str) -> tuple[int, list]:
+    peaks = write(tmp_path / "peaks.bed", peaks_text)
+    tiles = tmp_path / "tiles.tsv.gz"
+    write_genome_tiles(toy_genome.fasta, WIDTH, tiles)
+    params = {"seed": 1, "splits": {"valid": ["chr3"], "test": ["chr4"]},
+              "windows": {"width": WIDTH, "negative_ratio": 1.0, "shuffled_ratio": 0.0,
+                          "gc_bins": BINS, "max_n_fraction": MAX_N}}
+    code = main(["windows", "--peaks", str(peaks), "--sizes", str(toy_genome.sizes_file),
+                 "--fasta", str(toy_genome.fasta), "--tiles", str(tiles),
+                 "--out", str(tmp_path / "w.bed"), "--record", str(tmp_path / "w.json"),
+                 "--params", json.dumps(params)])
+    return code, sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_windows_step_fails_instead_of_writing_an_empty_bed(toy_genome, tmp_path, capsys):
+    chrom, lo, hi = toy_genome.n_run                    # every window there is N
+    code, files = _windows_cli(toy_genome, tmp_path, f"{chrom}\t{lo + 140}\t{lo + 160}\n")
+    assert code == 2
+    assert files == ["peaks.bed", "tiles.tsv.gz"]       # no BED, no record
+    err = capsys.readouterr().err
+    assert "peaks.bed: no peak window is left of 1 peaks (1 have too many N" in err
+    assert "max_n_fraction" in err
+
+
+def test_windows_record_counts_merged_duplicates(toy_genome, tmp_path):
+    lines = toy_genome.peaks.read_text().splitlines(keepends=True)
+    code, files = _windows_cli(toy_genome, tmp_path, "".join(lines + lines[-3:]))
+    assert code == 0 and "w.bed" in files
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert record["results"][DUPLICATES_MERGED] == 3
 
 
 def test_crlf_genome_windows_keep_their_n_fraction(toy_genome, tmp_path):

@@ -47,7 +47,7 @@ def cmd_genome_tiles(a: argparse.Namespace) -> None:
 def cmd_check_inputs(a: argparse.Namespace) -> None:
     from .files import sha256sum, write_json
     from .genome import read_aliases, read_fai
-    from .intervals import read_blacklist, read_peaks
+    from .intervals import DUPLICATES_MERGED, read_blacklist, read_peaks
     sizes, aliases = read_fai(a.sizes), read_aliases(a.aliases)
     blacklist = read_blacklist(a.blacklist, sizes, aliases)
     summary = {"genome": {"chromosomes": len(sizes), "bp": sum(sizes.values())},
@@ -56,6 +56,7 @@ def cmd_check_inputs(a: argparse.Namespace) -> None:
         target, fmt, path = spec.split(":", 2)
         peaks = read_peaks(path, sizes, aliases, fmt)
         summary["targets"][target] = {"path": path, "peaks": len(peaks),
+                                      DUPLICATES_MERGED: peaks.attrs[DUPLICATES_MERGED],
                                       "sha256": sha256sum(path)}
         print(f"{target}: {len(peaks)} peaks OK", file=sys.stderr)
     write_json(a.out, summary)
@@ -64,7 +65,14 @@ def cmd_check_inputs(a: argparse.Namespace) -> None:
 def cmd_windows(a: argparse.Namespace) -> None:
     from .files import atomic_path
     from .genome import read_aliases, read_fai
-    from .intervals import labelled_windows, read_blacklist, read_peaks, resolve_splits
+    from .intervals import (
+        DUPLICATES_MERGED,
+        labelled_windows,
+        read_blacklist,
+        read_peaks,
+        require_windows,
+        resolve_splits,
+    )
     from .records import write_record
     from .tiles import read_genome_tiles
     sizes, aliases = read_fai(a.sizes), read_aliases(a.aliases)
@@ -78,6 +86,8 @@ def cmd_windows(a: argparse.Namespace) -> None:
                                     w["negative_ratio"], w["shuffled_ratio"], w["gc_bins"],
                                     w["max_n_fraction"], p["seed"],
                                     tiles=read_genome_tiles(a.tiles))
+    require_windows(table, stats, a.peaks)
+    stats[DUPLICATES_MERGED] = peaks.attrs[DUPLICATES_MERGED]
     with atomic_path(a.out) as tmp:
         table.to_csv(tmp, sep="\t", header=False, index=False)
     counts = table.groupby(["split", "kind"]).size().unstack(fill_value=0)

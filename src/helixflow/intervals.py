@@ -6,6 +6,7 @@ columns of ``WINDOW_COLUMNS``; interval arithmetic goes through bedtools (pybedt
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from .files import open_text
 WINDOW_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "label", "split", "kind",
                   "gc"]
 SPLITS = ("train", "valid", "test")
+DUPLICATES_MERGED = "duplicate_peaks_merged"  # read_peaks' count, in the table's attrs
 
 
 # ---------------------------------------------------------------- reading and checking peaks
@@ -59,7 +61,9 @@ def read_peaks(path: str | Path, sizes: Mapping[str, int], aliases: Mapping[str,
 
     The summit is narrowPeak's column 10 offset when given, otherwise the interval midpoint
     (so a 1-bp summit BED gives its own position). Every line is checked first: columns,
-    integers, start < end, a known chromosome, inside the chromosome.
+    integers, start < end, a known chromosome, inside the chromosome. Peaks with the same
+    chromosome and summit are merged into the first; their number is printed to stderr and
+    kept in ``table.attrs[DUPLICATES_MERGED]``.
     """
     path = Path(path)
     fmt = peak_format(path, fmt)
@@ -94,7 +98,18 @@ def read_peaks(path: str | Path, sizes: Mapping[str, int], aliases: Mapping[str,
         raise InputError("the peaks file has no peaks", path=path,
                          fix="give a non-empty BED/narrowPeak file or drop the target from "
                          "the sample sheet")
-    return pd.DataFrame(rows, columns=["chrom", "summit", "name"])
+    return _merge_duplicates(pd.DataFrame(rows, columns=["chrom", "summit", "name"]), path)
+
+
+def _merge_duplicates(peaks: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``peaks`` with one row per (chrom, summit), the first; the count merged in attrs."""
+    unique = peaks.drop_duplicates(["chrom", "summit"], ignore_index=True)
+    merged = len(peaks) - len(unique)
+    if merged:
+        print(f"helixflow: {path}: {merged} duplicate peaks (same chromosome and summit) "
+              "merged", file=sys.stderr)
+    unique.attrs[DUPLICATES_MERGED] = merged
+    return unique
 
 
 def read_blacklist(path: str | Path | None, sizes: Mapping[str, int],
@@ -285,7 +300,9 @@ def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | 
     n_before = len(windows)
     windows = drop_overlapping(windows, blacklist)
     stats["blacklisted"] = n_before - len(windows)
+    n_before = len(windows)
     windows = windows[windows["chrom"].isin(split_of.keys())].reset_index(drop=True)
+    stats["not_in_split"] = n_before - len(windows)
     content = nucleotide_content(windows, fasta)
     keep = content["n_frac"].to_numpy() <= max_n_fraction
     stats["too_many_n"] = int((~keep).sum())
@@ -310,6 +327,28 @@ def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | 
     table["gc"] = table["gc"].astype(float).round(4)
     table = table.sort_values(["chrom", "start", "label", "name"], kind="stable")
     return table[WINDOW_COLUMNS].reset_index(drop=True), stats
+
+
+# why a peak's window was dropped (labelled_windows' stats) and what to do about it
+DROP_REASONS = {
+    "off_chromosome_end": ("ran off a chromosome end", "use a smaller 'windows: width'"),
+    "blacklisted": ("overlap the blacklist", "check that the blacklist belongs to the genome "
+                    "assembly of the peaks"),
+    "not_in_split": ("lie on chromosomes in no split", "list the peaks' chromosomes under "
+                     "'splits' in the config (an empty 'train' takes every other one)"),
+    "too_many_n": ("have too many N (or other non-ACGT letters)", "check the genome FASTA "
+                   "under the peaks, or raise 'windows: max_n_fraction' in the config"),
+}
+
+
+def require_windows(table: pd.DataFrame, stats: Mapping[str, int], peaks: str | Path) -> None:
+    """Raise :class:`InputError` when no peak window is left, naming every drop reason."""
+    if (table["label"] == 1).any():
+        return
+    dropped = {key: stats.get(key, 0) for key in DROP_REASONS}
+    shown = ", ".join(f"{n} {DROP_REASONS[key][0]}" for key, n in dropped.items() if n)
+    raise InputError(f"no peak window is left of {stats['peaks']} peaks ({shown})", path=peaks,
+                     fix=DROP_REASONS[max(dropped, key=dropped.get)][1])
 
 
 # ---------------------------------------------------------------- leakage check
