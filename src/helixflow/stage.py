@@ -56,6 +56,5 @@ def _mirror_file(relpath: str, mirror: str | Path) -> Path:
     if source.exists() and not source.resolve().is_relative_to(root):
         raise InputError(f"input '{relpath}' is a link to {source.resolve()}, outside the "
                          f"mirror {root}", path=source,
-                         fix="copy the file into the mirror instead of linking to it, or "
-                         + RELPATH_FIX)
+                         fix="copy the file into the mirror instead of linking to it")
     return source
