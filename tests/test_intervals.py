@@ -16,6 +16,7 @@ from helixflow.genome import index_genome
 from helixflow.intervals import (
     DUPLICATES_MERGED,
     WINDOW_COLUMNS,
+    check_no_leak,
     drop_overlapping,
     gc_matched_sample,
     labelled_windows,
@@ -29,6 +30,7 @@ from helixflow.intervals import (
     resolve_splits,
     split_problems,
     summit_windows,
+    usable_windows,
 )
 from helixflow.tiles import genome_tiles, write_genome_tiles
 
@@ -643,3 +645,28 @@ def test_split_problems_cross_split_overlap():
     assert len(wrong_chrom) == 2          # b and d are on a train chromosome
     assert overlap == ["window a (chr1:0-100) of split 'train' overlaps a window of split "
                        "'valid'"]          # c and d only touch (half-open)
+
+
+def test_check_no_leak_stops_a_stage_whose_windows_cross_splits():
+    clean = _table([("chr1", 0, 100, "a", "train"), ("chr3", 0, 100, "c", "valid")])
+    check_no_leak(clean, SPLIT_OF, "MIL bags")
+    leaky = _table([("chr1", 0, 100, "a", "train"), ("chr1", 50, 150, "b", "train"),
+                    ("chr3", 0, 100, "c", "test")])
+    with pytest.raises(InputError, match=r"1 MIL bags leak across splits:\n  window c"):
+        check_no_leak(leaky, SPLIT_OF, "MIL bags")
+
+
+def test_usable_windows_is_the_filter_the_positives_pass(labelled, toy_genome):
+    """The one filter of every stage's positives: the summit windows it keeps are exactly the
+    windows step's positives, in order, with their GC and split."""
+    windows = summit_windows(labelled["peaks"], WIDTH, labelled["sizes"])
+    usable, dropped = usable_windows(windows, labelled["blacklist"], toy_genome.fasta,
+                                     labelled["split_of"], MAX_N)
+    peaks = labelled["table"][labelled["table"]["kind"] == "peak"]
+    assert sorted(usable["name"]) == sorted(peaks["name"])
+    merged = usable.merge(peaks, on="name", suffixes=("", "_step"))
+    assert (merged["split"] == merged["split_step"]).all()
+    assert np.allclose(merged["gc"].round(4), merged["gc_step"])
+    assert dropped == {k: labelled["stats"][k] for k in ("blacklisted", "not_in_split",
+                                                          "too_many_n")}
+    assert dropped["blacklisted"] > 0

@@ -29,12 +29,12 @@ from .files import write_tsv
 from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
-    drop_overlapping,
-    nucleotide_content,
+    check_no_leak,
     read_blacklist,
     read_peaks,
     resolve_splits,
     summit_windows,
+    usable_windows,
 )
 from .losses import LOSSES
 from .models.cnn import CNNConfig
@@ -111,12 +111,7 @@ def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str |
     rng = np.random.default_rng(seed)
     windows = summit_windows(peaks, width, sizes)
     exclude = pd.concat([windows[["chrom", "start", "end"]], blacklist], ignore_index=True)
-    windows = drop_overlapping(windows, blacklist)
-    windows = windows[windows["chrom"].isin(split_of.keys())].reset_index(drop=True)
-    content = nucleotide_content(windows, fasta)
-    keep = content["n_frac"].to_numpy() <= max_n_fraction
-    positives = windows[keep].assign(gc=content["gc"].to_numpy()[keep]).reset_index(drop=True)
-    positives = positives.assign(split=positives["chrom"].map(split_of))
+    positives, _ = usable_windows(windows, blacklist, fasta, split_of, max_n_fraction)
     parts = []
     for split in ("train", "valid", "test"):
         chroms = [c for c, s in split_of.items() if s == split]
@@ -135,6 +130,7 @@ def imbalance_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str |
         parts.append(neg.assign(name=names, label=0, split=split, rank=rank))
     table = pd.concat(parts, ignore_index=True)
     table["gc"] = table["gc"].astype(float).round(4)
+    check_no_leak(table, split_of, "imbalance windows")
     return table[["chrom", "start", "end", "name", "label", "split", "gc", "rank"]]
 
 

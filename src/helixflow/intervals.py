@@ -284,6 +284,29 @@ def background_negatives(positives: pd.DataFrame, exclude: pd.DataFrame, tiles: 
     return candidates.iloc[picked][["chrom", "start", "end", "gc"]].reset_index(drop=True)
 
 
+def usable_windows(windows: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
+                   split_of: Mapping[str, str], max_n_fraction: float
+                   ) -> tuple[pd.DataFrame, dict]:
+    """The windows a stage may use, in their order: off the blacklist, on a chromosome of a
+    split, with at most ``max_n_fraction`` N; with ``gc`` and ``split`` columns added.
+
+    The one filter every stage's positives pass (summit windows, multi-task centres, MIL
+    bags); returns them and the counts dropped (``blacklisted``, ``not_in_split``,
+    ``too_many_n``).
+    """
+    n_before = len(windows)
+    windows = drop_overlapping(windows, blacklist)
+    stats = {"blacklisted": n_before - len(windows)}
+    n_before = len(windows)
+    windows = windows[windows["chrom"].isin(split_of.keys())].reset_index(drop=True)
+    stats["not_in_split"] = n_before - len(windows)
+    content = nucleotide_content(windows, fasta)
+    keep = content["n_frac"].to_numpy() <= max_n_fraction
+    stats["too_many_n"] = int((~keep).sum())
+    usable = windows[keep].assign(gc=content["gc"].to_numpy()[keep]).reset_index(drop=True)
+    return usable.assign(split=usable["chrom"].map(split_of)), stats
+
+
 def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
                      sizes: Mapping[str, int], split_of: Mapping[str, str], width: int,
                      negative_ratio: float, shuffled_ratio: float, gc_bins: int,
@@ -297,17 +320,9 @@ def labelled_windows(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | 
     windows = summit_windows(peaks, width, sizes)
     stats = {"peaks": len(peaks), "off_chromosome_end": len(peaks) - len(windows)}
     exclude = pd.concat([windows[["chrom", "start", "end"]], blacklist], ignore_index=True)
-    n_before = len(windows)
-    windows = drop_overlapping(windows, blacklist)
-    stats["blacklisted"] = n_before - len(windows)
-    n_before = len(windows)
-    windows = windows[windows["chrom"].isin(split_of.keys())].reset_index(drop=True)
-    stats["not_in_split"] = n_before - len(windows)
-    content = nucleotide_content(windows, fasta)
-    keep = content["n_frac"].to_numpy() <= max_n_fraction
-    stats["too_many_n"] = int((~keep).sum())
-    positives = windows[keep].assign(gc=content["gc"].to_numpy()[keep])
-    positives = positives.assign(label=1, kind="peak", split=positives["chrom"].map(split_of))
+    positives, dropped = usable_windows(windows, blacklist, fasta, split_of, max_n_fraction)
+    stats |= dropped
+    positives = positives.assign(label=1, kind="peak")
     parts = [positives]
     for split in SPLITS:
         chroms = [c for c, s in split_of.items() if s == split]
@@ -376,6 +391,16 @@ def split_problems(windows: pd.DataFrame, split_of: Mapping[str, str]) -> list[s
                 problems.append(f"window {f.name} ({f.chrom}:{f.start}-{f.end}) of split "
                                 f"'{first}' overlaps a window of split '{second}'")
     return problems
+
+
+def check_no_leak(windows: pd.DataFrame, split_of: Mapping[str, str], what: str) -> None:
+    """Stop when ``windows`` (chrom, start, end, name, split) leak across splits: the check
+    every stage's windows pass before they are used."""
+    problems = split_problems(windows, split_of)
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        raise InputError(f"{len(problems)} {what} leak across splits:\n  {shown}",
+                         fix="fix 'splits' in the config")
 
 
 def read_windows(path: str | Path) -> pd.DataFrame:

@@ -36,11 +36,11 @@ from .fit import FitSettings, Step, fit
 from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
-    drop_overlapping,
-    nucleotide_content,
+    check_no_leak,
     read_blacklist,
     read_peaks,
     resolve_splits,
+    usable_windows,
 )
 from .models.mil import AttentionMIL, MILConfig
 from .motifs import best_hits, jaspar_motif, pwm_logodds
@@ -107,12 +107,9 @@ def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
     """
     width = int(params["bag"])
     bags = bag_regions(peaks, sizes, width, int(params["max_shift"]), rng)
-    bags = drop_overlapping(bags, blacklist)
-    bags = bags[bags["chrom"].isin(split_of.keys())].reset_index(drop=True)
-    content = nucleotide_content(bags, fasta)
-    keep = content["n_frac"].to_numpy() <= float(params["max_n_fraction"])
-    positives = bags[keep].assign(gc=content["gc"].to_numpy()[keep]).reset_index(drop=True)
-    positives = positives.assign(split=positives["chrom"].map(split_of), label=1)
+    positives, _ = usable_windows(bags, blacklist, fasta, split_of,
+                                  float(params["max_n_fraction"]))
+    positives = positives.assign(label=1)
     flank = int(params["exclude_flank"])
     exclude = pd.concat([pd.DataFrame({"chrom": peaks["chrom"],
                                        "start": (peaks["summit"] - flank).clip(lower=0),
@@ -136,6 +133,7 @@ def mil_bags(peaks: pd.DataFrame, blacklist: pd.DataFrame, fasta: str | Path,
         parts += [pos, neg.assign(name=names, label=0, split=split, summit_offset=-1)]
     table = pd.concat(parts, ignore_index=True)
     table["gc"] = table["gc"].astype(float).round(4)
+    check_no_leak(table, split_of, "MIL bags")
     return table[["chrom", "start", "end", "name", "label", "split", "gc", "summit_offset"]]
 
 

@@ -54,13 +54,12 @@ from .fit import FitSettings, Step, fit
 from .genome import one_hot_windows
 from .intervals import (
     background_negatives,
-    drop_overlapping,
+    check_no_leak,
     nearest_distance,
-    nucleotide_content,
     read_blacklist,
     read_peaks,
     resolve_splits,
-    split_problems,
+    usable_windows,
 )
 from .models.multitask import (
     UNKNOWN,
@@ -199,17 +198,12 @@ def build_windows(fasta: str | Path, sizes: Mapping[str, int], summits: Mapping[
     inside = (windows["start"] >= 0) & (windows["end"] <= windows["chrom"].map(sizes))
     stats = {"summits": {t: len(df) for t, df in summits.items()}, "centres": len(windows),
              "off_chromosome_end": int((~inside).sum())}
-    windows = windows[inside].reset_index(drop=True)
-    n_before = len(windows)
-    windows = drop_overlapping(windows, blacklist)
-    stats["blacklisted"] = n_before - len(windows)
-    content = nucleotide_content(windows, fasta)
-    keep = content["n_frac"].to_numpy() <= params["max_n_fraction"]
-    stats["too_many_n"] = int((~keep).sum())
-    windows = windows[keep].assign(gc=content["gc"].to_numpy()[keep]).reset_index(drop=True)
+    windows, dropped = usable_windows(windows[inside].reset_index(drop=True), blacklist, fasta,
+                                      split_of, params["max_n_fraction"])
+    stats |= dropped
     windows["name"] = ("mt:" + windows["chrom"] + ":" + (windows["start"] + width // 2)
                        .astype(str))
-    windows = windows.assign(split=windows["chrom"].map(split_of), kind="summit")
+    windows = windows.assign(kind="summit")
 
     every = pd.concat([df[["chrom", "summit"]] for df in summits.values()], ignore_index=True)
     reach = width // 2 + flank
@@ -235,9 +229,7 @@ def build_windows(fasta: str | Path, sizes: Mapping[str, int], summits: Mapping[
     known_any = (labels != UNKNOWN).any(axis=1)
     stats["all_unknown_dropped"] = int((~known_any).sum())
     table, labels = table[known_any].reset_index(drop=True), labels[known_any]
-    problems = split_problems(table.assign(label=0), split_of)
-    if problems:
-        raise RuntimeError("multi-task windows leak across splits: " + "; ".join(problems[:5]))
+    check_no_leak(table, split_of, "multi-task windows")
     stats["windows"] = {s: int((table["split"] == s).sum()) for s in ("train", "valid", "test")}
     stats["labels"] = label_counts(labels, table["split"].to_numpy(), list(summits))
     return table, labels, stats
