@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     targets = [t.strip() for t in a.targets.split(",") if t.strip()] if a.targets else None
     stages = {}
     for scale in scales:
-        workdir = a.workdir / f"scale_{scale.numerator}_{scale.denominator}"
+        workdir = a.workdir.resolve() / f"scale_{scale.numerator}_{scale.denominator}"
         workdir.mkdir(parents=True, exist_ok=True)
         config = prepare(workdir, scale, a.seed, targets)
         wall = run_workflow(workdir, config, a.cores)
