@@ -175,3 +175,18 @@ def test_helixflow_runs_from_src_without_being_installed(tmp_path):
                             env={"PATH": f"{shim.parent}:/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "genome-tiles" in result.stdout and "train" in result.stdout
+
+
+def test_rules_use_the_interpreter_running_snakemake_when_no_env_is_active(tmp_path):
+    """Outside conda envs the prefix names the Python that runs Snakemake, so a `.venv` need
+    not be on PATH (bench_scale and cron jobs call `.venv/bin/python -m snakemake`)."""
+    import subprocess
+
+    from helixflow.launcher import shell_prefix
+    prefix = shell_prefix(REPO / "src", python=sys.executable)
+    prefix = prefix.replace("{{", "{").replace("}}", "}")
+    result = subprocess.run(["/bin/bash", "-c", prefix + "helixflow --help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": str(tmp_path)})          # no python on PATH at all
+    assert result.returncode == 0, result.stderr
+    assert "genome-tiles" in result.stdout

@@ -12,13 +12,15 @@ import shlex
 from pathlib import Path
 
 
-def shell_prefix(src: str | Path) -> str:
+def shell_prefix(src: str | Path, python: str = "python") -> str:
     """Bash prefix for every rule's shell command (Snakemake's ``shell.prefix``).
 
     Strict mode, ``src`` first on ``PYTHONPATH``, and a ``helixflow`` shell function that runs
-    the package with the environment's own Python. Braces are doubled because Snakemake
-    formats the prefix like a rule's command.
+    the package with ``python``: the rule's conda env's own ``python`` under ``--sdm conda``,
+    else the interpreter that runs Snakemake (the project's ``.venv``, activated or not).
+    Braces are doubled because Snakemake formats the prefix like a rule's command.
     """
     quoted = shlex.quote(str(src)).replace("{", "{{").replace("}", "}}")
+    interpreter = shlex.quote(python).replace("{", "{{").replace("}", "}}")
     return (f"set -euo pipefail; export PYTHONPATH={quoted}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-            'helixflow() {{ python -m helixflow "$@"; }}; ')
+            f'helixflow() {{{{ {interpreter} -m helixflow "$@"; }}}}; ')

@@ -1,7 +1,10 @@
 # Validation first (config and sheets against workflow/schemas), then lookup tables and
 # input functions. Nothing below runs if the config or a sheet is wrong.
 import json
+import sys
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 from helixflow.config import MIL_BAG_BP, read_sample_sheet, validate_config
 from helixflow.code_graph import command_digests
@@ -12,7 +15,9 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 # Every rule runs `helixflow STAGE ...` from this checkout's src/ (helixflow.launcher), in
 # the project's .venv or in the rule's conda env (--sdm conda), which holds third-party
 # packages only.
-shell.prefix(shell_prefix(Path(workflow.basedir) / "src"))
+_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+shell.prefix(shell_prefix(Path(workflow.basedir) / "src",
+                          python="python" if _CONDA else sys.executable))
 config.update(validate_config(config, source="config (config/config.yaml + --config)",
                               schema_dir=SCHEMAS))
 SAMPLES = read_sample_sheet(config["samples"], schema_dir=SCHEMAS)
