@@ -6,6 +6,21 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# our YAML reader first: a syntax error names the file, line and column (YAML errors in a
+# --configfile are Snakemake's to report: `helixflow check-yaml FILE` gives the line)
+import sys
+from pathlib import Path
+
+from helixflow.config import load_yaml
+from helixflow.errors import InputError
+
+try:
+    if Path("config/config.yaml").exists():   # relative to the working directory
+        load_yaml("config/config.yaml")
+except InputError as error:
+    sys.exit(str(error))
+
+
 configfile: "config/config.yaml"
 
 

@@ -329,3 +329,60 @@ def test_sheet_with_bom_and_crlf_reads_like_a_plain_one(tmp_path, compress):
     assert list(sheet.columns[:2]) == ["target", "peaks"]
     assert list(sheet.index) == ["Reb1", "Abf1"]
     assert sheet["jaspar_id"].tolist() == ["MA0363", "MA0265.1"]
+
+
+# ---------------------------------------------------------------- config semantics (issue 17)
+
+def test_a_chromosome_in_two_splits_names_the_config_and_both_splits(config):
+    config["splits"]["test"] = ["chrIV", "chrVII"]           # chrVII is also in valid
+    with pytest.raises(InputError) as err:
+        validate_config(config, source="config (config/config.yaml + mine.yaml)")
+    message = str(err.value)
+    assert "config (config/config.yaml + mine.yaml)" in message
+    assert "'chrVII' is in splits.valid and in splits.test" in message
+
+
+def test_a_chromosome_twice_in_one_split(config):
+    config["splits"]["train"] = ["chrI", "chrI"]
+    assert "'chrI' is twice in splits.train" in str(_error(config))
+
+
+def test_a_url_without_sha256_stops_before_any_download(config):
+    config["genome"]["blacklist"]["sha256"] = None
+    error = _error(config)
+    assert "genome.blacklist" in str(error) and "url but no sha256" in str(error)
+    assert "sha256sum" in error.fix
+
+
+def test_the_default_genome_is_read_from_the_mirror_only(config):
+    """Its mirror copy lacks UCSC's chrM, so no public URL serves a file with its checksum."""
+    assert config["genome"]["fasta"]["url"] is None
+    assert re.fullmatch(r"[0-9a-f]{64}", config["genome"]["fasta"]["sha256"])
+
+
+def test_sweep_null_turns_the_sweep_off(config):
+    config["sweep"] = None
+    assert validate_config(config)["sweep"] is None
+
+
+def test_sheet_peaks_url_without_sha256_names_the_line(tmp_path):
+    sheet = tmp_path / "chip.tsv"
+    sheet.write_text(HEADER + "\nReb1\tyeast/reb1.bed\thttps://example.org/reb1.bed\t\t"
+                     "bed\tfungi\tMA0363\n")
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(sheet)
+    assert err.value.line == 2 and "peaks_url but no peaks_sha256" in str(err.value)
+
+
+@pytest.mark.parametrize("text, line, column", [
+    ("seed: 1\nsplits:\n  valid: [chrI\n  test: [chrII]\n", 4, 7),
+    ("seed: 1\n\tthreads: 2\n", 2, 1),
+])
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path, text, line, column):
+    from helixflow.config import load_yaml
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        load_yaml(path)
+    assert (err.value.path, err.value.line, err.value.column) == (path, line, column)
+    assert "not valid YAML" in str(err.value)

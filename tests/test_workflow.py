@@ -209,6 +209,35 @@ def test_peaks_path_with_dotdot_leaves_the_users_file_alone(tmp_path):
     assert not (tmp_path / "resources").exists()
 
 
+def test_yaml_syntax_error_is_one_line_with_file_line_and_column(tmp_path):
+    make_project(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text("seed: 1\nsplits:\n  valid: [chrI\n")
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    last = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert last.startswith("helixflow: config/config.yaml line 4 column 1: not valid YAML")
+    assert not (tmp_path / "results").exists()
+
+
+def test_config_errors_name_the_files_that_were_merged(tmp_path):
+    make_project(tmp_path, splits={"valid": ["chr2"], "test": ["chr2"], "train": []})
+    result = snakemake(tmp_path, "-n")
+    last = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert result.returncode != 0
+    assert last == (f"helixflow: config ({tmp_path / 'config.yaml'}): chromosome 'chr2' is "
+                    "in splits.valid and in splits.test; list each chromosome in one split "
+                    "only")
+
+
+def test_sweep_null_turns_the_sweep_off(tmp_path):
+    make_project(tmp_path, sweep=None)
+    result = snakemake(tmp_path, "-n", "-q", "rules")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_jobs(result)
+    assert jobs["train_cnn"] == 1 and "sweep_arm" not in jobs and "plot_sweep" not in jobs
+
+
 def test_hg38_encode_example_dry_run(tmp_path):
     """The worked human config plans every stage (placeholder accessions, nothing fetched)."""
     example = REPO / "config/examples/hg38_encode"

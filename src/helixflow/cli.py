@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from .errors import InputError
+from .launcher import CONFIG_SOURCE_VARIABLE
 
 
 def _json(text: str):
@@ -47,8 +49,15 @@ def cmd_genome_tiles(a: argparse.Namespace) -> None:
 def cmd_check_inputs(a: argparse.Namespace) -> None:
     from .files import sha256sum, write_json
     from .genome import read_aliases, read_fai
-    from .intervals import DUPLICATES_MERGED, read_blacklist, read_peaks
+    from .intervals import DUPLICATES_MERGED, read_blacklist, read_peaks, resolve_splits
     sizes, aliases = read_fai(a.sizes), read_aliases(a.aliases)
+    split_of = None
+    if a.splits is not None:
+        try:
+            split_of = resolve_splits(sizes, a.splits["valid"], a.splits["test"],
+                                      a.splits.get("train"))
+        except InputError as err:
+            raise InputError(err.what, path=a.config_source, fix=err.fix) from None
     blacklist = read_blacklist(a.blacklist, sizes, aliases)
     summary = {"genome": {"chromosomes": len(sizes), "bp": sum(sizes.values())},
                "blacklist_regions": len(blacklist), "targets": {}}
@@ -58,8 +67,28 @@ def cmd_check_inputs(a: argparse.Namespace) -> None:
         summary["targets"][target] = {"path": path, "peaks": len(peaks),
                                       DUPLICATES_MERGED: peaks.attrs[DUPLICATES_MERGED],
                                       "sha256": sha256sum(path)}
+        if split_of is not None:
+            per_split = peaks["chrom"].map(split_of).value_counts()
+            counts = {s: int(per_split.get(s, 0)) for s in ("train", "valid", "test")}
+            summary["targets"][target]["peaks_per_split"] = counts
+            for split, n in counts.items():
+                if n == 0:
+                    chroms = [c for c, s in split_of.items() if s == split]
+                    raise InputError(
+                        f"target {target} has no peaks on the {split} chromosomes "
+                        f"({', '.join(chroms[:8])}{' ...' if len(chroms) > 8 else ''}): "
+                        "its model could not be chosen or tested there", path=path,
+                        fix=f"move chromosomes with {target} peaks into 'splits: {split}' in "
+                        f"{a.config_source}, or drop {target} from the sample sheet")
         print(f"{target}: {len(peaks)} peaks OK", file=sys.stderr)
     write_json(a.out, summary)
+
+
+def cmd_check_yaml(a: argparse.Namespace) -> None:
+    from .config import load_yaml
+    for path in a.files:
+        load_yaml(path)
+        print(f"{path}: valid YAML", file=sys.stderr)
 
 
 def cmd_windows(a: argparse.Namespace) -> None:
@@ -449,6 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blacklist", default=None)
     p.add_argument("--peaks", nargs="+", required=True, metavar="TARGET:FORMAT:PATH")
     p.add_argument("--out", required=True)
+    p.add_argument("--splits", type=_json, default=None,
+                   help="JSON: the config's splits (checked against the genome and the peaks)")
+    p.add_argument("--config-source", default=os.environ.get(CONFIG_SOURCE_VARIABLE,
+                                                               "the config"),
+                   help="the config file(s), named in errors (default: $HELIXFLOW_CONFIG, "
+                   "which the workflow sets)")
+
+    p = add("check-yaml", cmd_check_yaml, "parse YAML files; a syntax error names line, column")
+    p.add_argument("files", nargs="+")
 
     p = add("windows", cmd_windows, "labelled summit windows with GC-matched negatives")
     for arg in ("--peaks", "--sizes", "--fasta", "--tiles", "--out", "--record"):

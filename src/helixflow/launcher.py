@@ -11,16 +11,23 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+CONFIG_SOURCE_VARIABLE = "HELIXFLOW_CONFIG"   # the config file(s) a run used, for messages
 
-def shell_prefix(src: str | Path, python: str = "python") -> str:
+
+def shell_prefix(src: str | Path, python: str = "python", config_source: str = "") -> str:
     """Bash prefix for every rule's shell command (Snakemake's ``shell.prefix``).
 
-    Strict mode, ``src`` first on ``PYTHONPATH``, and a ``helixflow`` shell function that runs
-    the package with ``python``: the rule's conda env's own ``python`` under ``--sdm conda``,
-    else the interpreter that runs Snakemake (the project's ``.venv``, activated or not).
-    Braces are doubled because Snakemake formats the prefix like a rule's command.
+    Strict mode, ``src`` first on ``PYTHONPATH``, the config file(s) in ``$HELIXFLOW_CONFIG``
+    (errors name them; an environment variable, not a param, so that naming the same config
+    another way re-runs nothing), and a ``helixflow`` shell function that runs the package
+    with ``python``: the rule's conda env's own ``python`` under ``--sdm conda``, else the
+    interpreter that runs Snakemake (the project's ``.venv``, activated or not). Braces are
+    doubled because Snakemake formats the prefix like a rule's command.
     """
-    quoted = shlex.quote(str(src)).replace("{", "{{").replace("}", "}}")
-    interpreter = shlex.quote(python).replace("{", "{{").replace("}", "}}")
-    return (f"set -euo pipefail; export PYTHONPATH={quoted}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-            f'helixflow() {{{{ {interpreter} -m helixflow "$@"; }}}}; ')
+    def escape(text: str) -> str:
+        return shlex.quote(text).replace("{", "{{").replace("}", "}}")
+
+    return (f"set -euo pipefail; export PYTHONPATH={escape(str(src))}"
+            f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+            f"export {CONFIG_SOURCE_VARIABLE}={escape(config_source or 'the config')}; "
+            f'helixflow() {{{{ {escape(python)} -m helixflow "$@"; }}}}; ')

@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.settings.types import DeploymentMethod
 
 from helixflow.config import MIL_BAG_BP, read_sample_sheet, validate_config
+from helixflow.errors import InputError
 from helixflow.code_graph import command_digests
 from helixflow.launcher import shell_prefix
 from helixflow.resources import mem_request, runtime_request   # noqa: F401 (rules)
@@ -15,18 +16,28 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 # Every rule runs `helixflow STAGE ...` from this checkout's src/ (helixflow.launcher), in
 # the project's .venv or in the rule's conda env (--sdm conda), which holds third-party
 # packages only.
+# --configfile files are merged over config/config.yaml, key by key (sections a file leaves
+# out keep the default's values; --replace-workflow-config starts from nothing instead)
+_overrides = [str(f) for f in workflow.overwrite_configfiles or []]
+CONFIG_SOURCE = " + ".join([str(f) for f in workflow.configfiles if str(f) not in _overrides]
+                           + _overrides) or "--config"
+try:   # a refusal is one helixflow: line, the last thing printed (no traceback)
+    config.update(validate_config(config, source=f"config ({CONFIG_SOURCE})",
+                                  schema_dir=SCHEMAS))
+    SAMPLES = read_sample_sheet(config["samples"], schema_dir=SCHEMAS)
+except InputError as error:
+    sys.exit(str(error))
 _CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 shell.prefix(shell_prefix(Path(workflow.basedir) / "src",
-                          python="python" if _CONDA else sys.executable))
-config.update(validate_config(config, source="config (config/config.yaml + --config)",
-                              schema_dir=SCHEMAS))
-SAMPLES = read_sample_sheet(config["samples"], schema_dir=SCHEMAS)
+                          python="python" if _CONDA else sys.executable,
+                          config_source=CONFIG_SOURCE))
 TARGETS = list(SAMPLES.index)
 GENOME = config["genome"]["name"]
 DATA = f"results/data/{GENOME}"
-SWEEP_TARGET = config["sweep"]["target"] or TARGETS[0]
+SWEEP = config.get("sweep") or {"target": None, "arms": []}
+SWEEP_TARGET = SWEEP["target"] or TARGETS[0]
 IMBALANCE_TARGET = (config.get("imbalance") or {}).get("target") or TARGETS[0]
-SWEEP_ARMS = {arm["name"]: arm for arm in config["sweep"]["arms"]}
+SWEEP_ARMS = {arm["name"]: arm for arm in SWEEP["arms"]}
 METHYLATION = config.get("methylation")
 ATTRIBUTIONS = config.get("attributions")
 GRAMMAR = config.get("grammar")
@@ -233,3 +244,15 @@ def final_outputs():
     if SCRNA:
         outputs.append(f"results/scrna/{SCRNA['name']}/denoise_metrics.tsv")
     return outputs
+
+
+OPTIONAL_STAGES = {"sweep": SWEEP_ARMS, "attributions": ATTRIBUTIONS, "grammar": GRAMMAR,
+                   "multitask": MULTITASK, "imbalance": IMBALANCE, "mil": MIL,
+                   "pretraining": PRETRAINING, "methylation": METHYLATION, "scrna": SCRNA}
+
+
+onstart:
+    on = [name for name, setting in OPTIONAL_STAGES.items() if setting]
+    off = [name for name, setting in OPTIONAL_STAGES.items() if not setting]
+    print(f"helixflow: config {CONFIG_SOURCE}; {len(TARGETS)} targets; optional stages on: "
+          f"{', '.join(on) or 'none'}; off (null): {', '.join(off) or 'none'}", file=sys.stderr)

@@ -103,6 +103,7 @@ rule check_peaks:
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
         fmt=peak_format_of,
+        splits=as_json(config["splits"]),
         code=CODE["check-inputs"],
     priority: 100
     log:
@@ -117,7 +118,8 @@ rule check_peaks:
         "../../envs/data.yaml"
     shell:
         "helixflow check-inputs --sizes {input.sizes} {params.aliases} {params.blacklist} "
-        "--peaks {wildcards.target}:{params.fmt}:{input.peaks} --out {output} 2> {log}"
+        "--peaks {wildcards.target}:{params.fmt}:{input.peaks} --splits {params.splits:q} "
+        "--out {output} 2> {log}"
 
 
 # Every tile of the genome with its GC and N fraction, once per genome and width: the pool

@@ -44,7 +44,7 @@ rule sweep_arm:
         device=DEVICE,
         out_dir=lambda w: f"results/models/{w.target}/sweep/{w.arm}",
         json=lambda w: as_json({"seed": config["seed"], "arm": SWEEP_ARMS[w.arm],
-                                "epochs": config["sweep"]["epochs"],
+                                "epochs": SWEEP["epochs"],
                                 "architecture": config["cnn"]["architecture"],
                                 "training": config["cnn"]["training"]}),
         code=CODE["sweep-arm"],
