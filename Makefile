@@ -14,9 +14,13 @@ OPTIONAL_FIGURE_RULES := motif_compare|transfer_summary
 setup:
 	@bash scripts/setup.sh
 
+# make run CONFIG=my.yaml: that config over the default (its YAML checked first: Snakemake
+# reports a syntax error in a --configfile without the line)
+CONFIG_ARGS := $(if $(CONFIG),--configfile $(CONFIG))
 run: setup
-	snakemake --profile profiles/local --cores $(CORES)
-	snakemake --profile profiles/local --report results/report.html
+	$(if $(CONFIG),helixflow check-yaml $(CONFIG))
+	snakemake --profile profiles/local --cores $(CORES) $(CONFIG_ARGS)
+	snakemake --profile profiles/local --report results/report.html $(CONFIG_ARGS)
 	@echo "report: results/report.html   summary: results/summary.html"
 
 test:

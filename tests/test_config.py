@@ -386,3 +386,19 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path, text, line, colu
         load_yaml(path)
     assert (err.value.path, err.value.line, err.value.column) == (path, line, column)
     assert "not valid YAML" in str(err.value)
+
+
+def test_empty_sample_sheet_is_refused_without_a_traceback(tmp_path):
+    sheet = tmp_path / "chip.tsv"
+    sheet.write_text("")
+    with pytest.raises(InputError, match="the sample sheet is empty"):
+        read_sample_sheet(sheet)
+
+
+def test_sheet_line_numbers_count_blank_and_comment_lines(tmp_path):
+    sheet = tmp_path / "chip.tsv"
+    sheet.write_text(HEADER + "\n\nReb1\tyeast/reb1.bed\t\t\tbed\tfungi\tMA0363\n\n# note\n"
+                     "Abf1\t/abs/abf1.bed\t\t\tbed\tfungi\tMA0265\n")
+    with pytest.raises(InputError) as err:
+        read_sample_sheet(sheet)
+    assert err.value.line == 6 and "'/abs/abf1.bed'" in str(err.value)

@@ -145,10 +145,17 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise InputError("sample sheet not found", path=path, fix="set 'samples' in the config")
-    with open_text(path) as handle:
-        sheet = pd.read_csv(handle, sep="\t", dtype=str, keep_default_na=False)
-    if "target" in sheet:  # comment rows; the index keeps each row's place in the file
-        sheet = sheet[~sheet["target"].str.startswith("#")]
+    try:   # blank lines kept as rows, so that the index is each row's place in the file
+        with open_text(path) as handle:
+            sheet = pd.read_csv(handle, sep="\t", dtype=str, keep_default_na=False,
+                                skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise InputError("the sample sheet is empty", path=path,
+                         fix="write a header line (target, peaks, ...) and one row per "
+                         "target") from None
+    if "target" in sheet:  # blank and comment rows dropped; the index keeps line numbers
+        blank = (sheet == "").all(axis=1)
+        sheet = sheet[~blank & ~sheet["target"].str.startswith("#")]
     schema = load_schema("samples", schema_dir)
     for col in sheet.columns:
         if col not in schema["properties"]:
