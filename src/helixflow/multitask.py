@@ -81,7 +81,7 @@ from .records import write_record
 from .seeding import seed_everything
 from .shards import load_split
 from .tiles import tiles_for
-from .train import rc
+from .train import predict_batch, rc
 
 DEFAULTS: dict = {
     "splits": {"valid": ["chrVII", "chrX"], "test": ["chrIV", "chrXV"], "train": []},
@@ -271,10 +271,12 @@ class MultiTaskTrainConfig:
 
 
 @torch.no_grad()
-def predict_multitask(model: MultiTaskCNN, X: np.ndarray, batch_size: int = 512,
+def predict_multitask(model: MultiTaskCNN, X: np.ndarray, batch_size: int | None = None,
                       rc_average: bool = True) -> np.ndarray:
-    """Logits, float32 shape=(n, T), for one-hot ``X`` (shape=(n, 4, L)), strand-averaged."""
+    """Logits, float32 shape=(n, T), for one-hot ``X`` (shape=(n, 4, L)), strand-averaged,
+    ``batch_size`` (default :func:`helixflow.train.predict_batch`) windows at a time."""
     model.eval()
+    batch_size = batch_size or predict_batch(X.shape[-1])
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(X), batch_size):

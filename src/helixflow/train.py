@@ -55,12 +55,25 @@ def rc(X: torch.Tensor) -> torch.Tensor:
     return X.flip(1).flip(2)
 
 
+# Positions (windows × length) scored at once: 512 windows of 200 bp (the yeast default),
+# 102 of 1 kb, so that scoring memory follows the positions (a 256-filter model scoring 512
+# 1-kb windows at once held ~1 GB of activations).
+PREDICT_POSITIONS = 512 * 200
+
+
+def predict_batch(length: int) -> int:
+    """Windows of ``length`` scored at once (:data:`PREDICT_POSITIONS`)."""
+    return max(1, PREDICT_POSITIONS // max(length, 1))
+
+
 @torch.no_grad()
-def predict(model: BindingCNN, X: np.ndarray, batch_size: int = 512,
+def predict(model: BindingCNN, X: np.ndarray, batch_size: int | None = None,
             rc_average: bool = True) -> np.ndarray:
     """Logits for one-hot ``X`` (uint8, shape=(n, 4, L), may be a memmap), optionally
-    strand-averaged; only one batch is converted to float at a time."""
+    strand-averaged; only one batch (default :func:`predict_batch`) is converted to float at
+    a time."""
     model.eval()
+    batch_size = batch_size or predict_batch(X.shape[-1])
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(X), batch_size):
