@@ -40,9 +40,21 @@ def make_pretrain_genome(root: Path) -> tuple[dict[str, str], Path]:
             if c == chrom:
                 seq[pos] = code
         seqs[chrom] = "".join(seq)
-    write_fasta(root / "raw.fa", seqs, width=70)
+    # index_genome refuses a '-' (no IUPAC code): index with N there, then put the '-' into
+    # the indexed copy, so that the corpus' own count of other letters is still tested
+    gap = {chrom: [i for (c, i), code in IUPAC_AT.items() if c == chrom and code == "-"]
+           for chrom in seqs}
+    write_fasta(root / "raw.fa", {c: "".join("N" if i in gap[c] else b for i, b in
+                                            enumerate(s)) for c, s in seqs.items()}, width=70)
     fasta = root / "indexed" / "g.fa"
     index_genome(root / "raw.fa", fasta, root / "indexed" / "g.sizes")
+    fai = {line.split("\t")[0]: int(line.split("\t")[2])
+           for line in Path(f"{fasta}.fai").read_text().splitlines()}
+    with open(fasta, "r+b") as handle:
+        for chrom, positions in gap.items():
+            for i in positions:
+                handle.seek(fai[chrom] + i // 70 * 71 + i % 70)
+                handle.write(b"-")
     return seqs, fasta
 
 
