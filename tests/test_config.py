@@ -347,13 +347,6 @@ def test_a_chromosome_twice_in_one_split(config):
     assert "'chrI' is twice in splits.train" in str(_error(config))
 
 
-def test_a_url_without_sha256_stops_before_any_download(config):
-    config["genome"]["blacklist"]["sha256"] = None
-    error = _error(config)
-    assert "genome.blacklist" in str(error) and "url but no sha256" in str(error)
-    assert "sha256sum" in error.fix
-
-
 def test_the_default_genome_is_read_from_the_mirror_only(config):
     """Its mirror copy lacks UCSC's chrM, so no public URL serves a file with its checksum."""
     assert config["genome"]["fasta"]["url"] is None
@@ -363,15 +356,6 @@ def test_the_default_genome_is_read_from_the_mirror_only(config):
 def test_sweep_null_turns_the_sweep_off(config):
     config["sweep"] = None
     assert validate_config(config)["sweep"] is None
-
-
-def test_sheet_peaks_url_without_sha256_names_the_line(tmp_path):
-    sheet = tmp_path / "chip.tsv"
-    sheet.write_text(HEADER + "\nReb1\tyeast/reb1.bed\thttps://example.org/reb1.bed\t\t"
-                     "bed\tfungi\tMA0363\n")
-    with pytest.raises(InputError) as err:
-        read_sample_sheet(sheet)
-    assert err.value.line == 2 and "peaks_url but no peaks_sha256" in str(err.value)
 
 
 @pytest.mark.parametrize("text, line, column", [

@@ -458,6 +458,20 @@ def test_stage_missing_without_url_raises(mirror, tmp_path, use_mirror):
     assert _leftovers(out.parent) == []
 
 
+def test_a_download_without_a_pinned_checksum_prints_the_one_to_pin(mirror, tmp_path, capsys):
+    """A url with sha256: null downloads once and says which sha256 to pin; a mirror copy
+    (no download) says nothing."""
+    root, payload, digest = mirror
+    source = tmp_path / "elsewhere.fa"
+    source.write_bytes(payload)
+    out = tmp_path / "resources" / "other.fa"
+    assert stage_input("other.fa", out, mirror=root, url=source.as_uri(), sha256=None) == digest
+    assert f"its sha256 is {digest}: pin it in the config" in capsys.readouterr().err
+    stage_input("yeast/g.fa", tmp_path / "resources" / "g.fa", mirror=root,
+                url=source.as_uri(), sha256=None)
+    assert "pin it" not in capsys.readouterr().err
+
+
 def test_stage_downloads_when_mirror_lacks_file(mirror, tmp_path):
     root, payload, digest = mirror
     source = tmp_path / "elsewhere.fa"

@@ -93,14 +93,6 @@ def test_an_absolute_peaks_path(tmp_path):
     assert not (tmp_path / "resources").exists()
 
 
-def test_a_url_without_its_checksum(tmp_path):
-    make_project(tmp_path)
-    _set_config(tmp_path, lambda c: c["genome"]["blacklist"].update(
-        url="https://example.org/blacklist.bed", sha256=None))
-    _refused(tmp_path, "genome.blacklist' has a url but no sha256", "sha256sum")
-    assert not (tmp_path / "resources").exists()
-
-
 def test_a_split_chromosome_the_genome_does_not_have(tmp_path):
     make_project(tmp_path, splits={"valid": ["chrV"], "test": ["chr6"], "train": []})
     _refused(tmp_path, f"helixflow: {tmp_path / 'config.yaml'}: split 'valid' names "

@@ -95,11 +95,6 @@ def validate_config(config: dict, source: str = "config/config.yaml",
     if errors:
         raise _message(errors[0], schema, source)
     _check_splits(config["splits"], source)
-    for key, spec in _input_files(config):
-        if spec.get("url") and not spec.get("sha256"):
-            raise InputError(f"key '{key}' has a url but no sha256", path=source,
-                             fix="pin the file's checksum (sha256sum FILE) so that a download "
-                             "is checked, or set url: null to read it from the mirror only")
     return config
 
 
@@ -113,17 +108,6 @@ def _check_splits(splits: dict, source: str) -> None:
                 raise InputError(f"chromosome '{chrom}' is {where} splits.{split}",
                                  path=source, fix="list each chromosome in one split only")
             seen[chrom] = split
-
-
-def _input_files(config: dict) -> list[tuple[str, dict]]:
-    """(key, {path, url, sha256}) of every input file the config names."""
-    files = [(f"genome.{k}", config["genome"].get(k)) for k in ("fasta", "blacklist",
-                                                                 "chrom_aliases")]
-    for section, key in (("multitask", "extra_targets"), ("methylation", "inputs"),
-                         ("scrna", "files")):
-        for i, spec in enumerate((config.get(section) or {}).get(key) or []):
-            files.append((f"{section}.{key}[{i}]", spec))
-    return [(key, spec) for key, spec in files if isinstance(spec, dict)]
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -181,10 +165,6 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
                              + (", not both" if row.peaks else ""), path=path, line=i + 2,
                              fix="give a peaks file, or ChIP alignments to call peaks from "
                              "with MACS3 (and leave the other empty)")
-        if row.peaks_url and not row.peaks_sha256:
-            raise InputError(f"target '{row.target}' has a peaks_url but no peaks_sha256",
-                             path=path, line=i + 2, fix="pin the file's checksum (sha256sum "
-                             "FILE) so that a download is checked, or leave peaks_url empty")
         if row.control_bam and not row.treatment_bam:
             raise InputError(f"target '{row.target}' has 'control_bam' but no 'treatment_bam'",
                              path=path, line=i + 2, fix="add the ChIP alignments or drop the "

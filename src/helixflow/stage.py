@@ -23,6 +23,7 @@ def stage_input(relpath: str, out: str | Path, *, mirror: str | Path | None,
     if problem := relpath_problem(relpath):
         raise InputError(f"input path '{relpath}' {problem}", fix=RELPATH_FIX)
     source = _mirror_file(relpath, mirror) if mirror else None
+    downloaded = False
     with atomic_path(out) as tmp:
         if source is not None and source.is_file():
             print(f"helixflow stage: {relpath} from mirror {source}", file=sys.stderr)
@@ -32,6 +33,7 @@ def stage_input(relpath: str, out: str | Path, *, mirror: str | Path | None,
             try:
                 with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
                     shutil.copyfileobj(response, f, length=1 << 20)
+                downloaded = True
             except OSError as err:
                 raise InputError(
                     f"input '{relpath}' is not in the mirror and downloading {url} failed ({err})",
@@ -42,6 +44,10 @@ def stage_input(relpath: str, out: str | Path, *, mirror: str | Path | None,
                              fix="put the file there, set 'data_mirror' in the config, "
                              "or give a url for it")
         digest = sha256sum(tmp)
+        if downloaded and not sha256:     # a url without its checksum: the digest to pin
+            print(f"helixflow stage: {relpath} has no pinned checksum; its sha256 is {digest}: "
+                  "pin it in the config (sha256: ...) so that the next download is checked",
+                  file=sys.stderr)
         if sha256 and digest != sha256:
             raise InputError(f"sha256 of '{relpath}' is {digest}, the config expects {sha256}",
                              path=source, fix="the file changed or is the wrong one; fetch it "
