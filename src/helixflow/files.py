@@ -13,7 +13,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import pandas as pd
 
@@ -91,6 +91,23 @@ def is_gzip(path: str | Path) -> bool:
 
 
 @contextlib.contextmanager
+def open_bytes(path: str | Path) -> Iterator[BinaryIO]:
+    """Open an input for reading bytes, gunzipped when its magic bytes say gzip; a damaged
+    gzip read inside the ``with`` block raises :class:`InputError` naming the file."""
+    path = Path(path)
+    gzipped = is_gzip(path)
+    try:
+        with gzip.open(path, "rb") if gzipped else open(path, "rb") as raw:
+            yield raw
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        if not gzipped:
+            raise
+        raise InputError(f"truncated or corrupt gzip ({err})", path=path,
+                         fix="download the file again and check its sha256 "
+                             "(`gzip -t` must pass)") from err
+
+
+@contextlib.contextmanager
 def open_text(path: str | Path) -> Iterator[TextIO]:
     """Open a text input for reading: gzip decided by the magic bytes, UTF-8 with a leading
     byte-order mark dropped, CRLF (and CR) read as plain newlines.
@@ -99,22 +116,15 @@ def open_text(path: str | Path) -> Iterator[TextIO]:
     :class:`InputError` naming the file (and the line and column of the first bad byte).
     """
     path = Path(path)
-    gzipped = is_gzip(path)
     try:
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as raw, \
+        with open_bytes(path) as raw, \
                 io.TextIOWrapper(raw, encoding="utf-8-sig", newline=None) as handle:
             yield handle
     except UnicodeDecodeError as err:
-        line, column = _first_undecodable(path, gzipped)
+        line, column = _first_undecodable(path, is_gzip(path))
         raise InputError("not UTF-8 text", path=path, line=line, column=column,
                          fix="save the file as plain UTF-8 (or ASCII) text, optionally "
                          "gzipped") from err
-    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        if not gzipped:
-            raise
-        raise InputError(f"truncated or corrupt gzip ({err})", path=path,
-                         fix="download the file again and check its sha256 "
-                             "(`gzip -t` must pass)") from err
 
 
 def _first_undecodable(path: Path, gzipped: bool) -> tuple[int | None, int | None]:

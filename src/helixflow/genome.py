@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import sys
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -16,7 +14,7 @@ import pysam
 
 from .encode import one_hot_batch
 from .errors import InputError
-from .files import atomic_path, is_gzip, open_text
+from .files import atomic_path, open_bytes, open_text
 from .records import write_record
 
 
@@ -37,18 +35,9 @@ def index_genome(fasta_in: str | Path, fasta_out: str | Path, sizes_out: str | P
     IUPAC nucleotide code, or ragged lines.
     """
     fasta_in, fasta_out = Path(fasta_in), Path(fasta_out)
-    gzipped = is_gzip(fasta_in)
-    opener = gzip.open if gzipped else open
     with atomic_path(fasta_out) as tmp:
-        with opener(fasta_in, "rb") as src, open(tmp, "wb") as dst:
-            try:
-                letters = _copy_checked(src, dst, fasta_in)
-            except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-                if not gzipped:
-                    raise
-                raise InputError(f"truncated or corrupt gzip ({err})", path=fasta_in,
-                                 fix="download the file again and check its sha256 "
-                                     "(`gzip -t` must pass)") from err
+        with open_bytes(fasta_in) as src, open(tmp, "wb") as dst:
+            letters = _copy_checked(src, dst, fasta_in)
         try:
             pysam.faidx(str(tmp))
         except pysam.SamtoolsError as err:

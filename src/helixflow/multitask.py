@@ -81,7 +81,7 @@ from .records import write_record
 from .seeding import seed_everything
 from .shards import load_split
 from .tiles import tiles_for
-from .train import predict_batch, rc
+from .train import gather_batch, predict_batch, rc
 
 DEFAULTS: dict = {
     "splits": {"valid": ["chrVII", "chrX"], "test": ["chrIV", "chrXV"], "train": []},
@@ -353,10 +353,7 @@ def train_multitask(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndarra
     X_mon, Y_mon = np.asarray(X_train[monitor]), np.asarray(Y_train)[monitor]
 
     def step(rows: torch.Tensor) -> Step:
-        xb = torch.from_numpy(np.asarray(X_train[rows.numpy()], dtype=np.float32))
-        if cfg.rc_augment:
-            flip = torch.rand(len(rows), generator=generator) < 0.5
-            xb = torch.where(flip[:, None, None], rc(xb), xb)
+        xb = gather_batch(X_train, rows, cfg.rc_augment, generator)
         loss = masked_bce(model(xb.to(device)), Y[rows].to(device),
                           None if pos_weight is None else pos_weight.to(device))
         return Step(loss, len(rows))

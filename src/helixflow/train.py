@@ -91,6 +91,17 @@ def _loss(logits: np.ndarray, y: np.ndarray) -> float:
         torch.from_numpy(logits), torch.from_numpy(y.astype(np.float32))))
 
 
+def gather_batch(X: np.ndarray, rows: torch.Tensor, rc_augment: bool,
+                 generator: torch.Generator) -> torch.Tensor:
+    """The float batch of one-hot ``X[rows]`` (X may be a memmap), each window reverse-
+    complemented with probability 1/2 (drawn from ``generator``) when ``rc_augment``."""
+    xb = torch.from_numpy(np.asarray(X[rows.numpy()], dtype=np.float32))
+    if rc_augment:
+        flip = torch.rand(len(rows), generator=generator) < 0.5
+        xb = torch.where(flip[:, None, None], rc(xb), xb)
+    return xb
+
+
 def train_eval_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
     """Sorted rows of the training split scored each epoch: all, or a fixed seeded subset of
     ``limit`` (its own generator, so the training draws do not depend on it)."""
@@ -130,10 +141,7 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     X_scored, y_scored = np.asarray(X_train[scored]), np.asarray(y_train)[scored]
 
     def step(rows: torch.Tensor) -> Step:
-        xb = torch.from_numpy(np.asarray(X_train[rows.numpy()], dtype=np.float32))
-        if cfg.rc_augment:
-            flip = torch.rand(len(rows), generator=generator) < 0.5
-            xb = torch.where(flip[:, None, None], rc(xb), xb)
+        xb = gather_batch(X_train, rows, cfg.rc_augment, generator)
         return Step(loss_fn(model(xb.to(device)), y[rows].to(device)), len(rows))
 
     def evaluate(model: BindingCNN) -> dict:
