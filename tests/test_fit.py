@@ -156,3 +156,27 @@ def test_the_mean_loss_is_weighted_and_skipped_batches_do_not_count():
     result = fit(model, optimizer, step, 9, FitSettings(epochs=1, batch_size=3, monitor=None),
                  torch.Generator(), log=io.StringIO(), shuffle=lambda: torch.arange(9))
     assert result.history["train_loss"].iloc[0] == pytest.approx((3 * 1.0 + 4.0) / 4)
+
+
+def test_rows_per_epoch_trains_each_epoch_on_a_fresh_subset():
+    X, y, generator, model, optimizer, _ = problem()
+    seen: list[list[int]] = []
+
+    def step(rows):
+        seen[-1].extend(rows.tolist())
+        logits = model(X[rows]).squeeze(-1)
+        return Step(nn.functional.binary_cross_entropy_with_logits(logits, y[rows]), len(rows))
+
+    def evaluate(model):
+        seen.append([])
+        return {"valid_loss": 0.0}
+
+    seen.append([])
+    cfg = FitSettings(epochs=3, batch_size=16, monitor="valid_loss", higher_is_better=False,
+                      rows_per_epoch=40)
+    fit(model, optimizer, step, len(X), cfg, generator, evaluate, log=io.StringIO())
+    epochs = [set(rows) for rows in seen[:3]]
+    assert [len(rows) for rows in seen[:3]] == [40, 40, 40]       # 3 batches: 16 + 16 + 8
+    assert all(len(rows) == 40 for rows in epochs), "no row twice within an epoch"
+    assert epochs[0] != epochs[1] != epochs[2], "each epoch draws its own subset"
+    assert len(set().union(*epochs)) > 40

@@ -63,6 +63,8 @@ class FitSettings:
     patience: int = 0
     keep: str = "best"
     min_batches: int = 0              # at least this many batches per epoch (tiny subsets)
+    rows_per_epoch: int | None = None  # an epoch trains on the first this many rows of its
+    #                                   shuffle (a fresh subset each epoch); None = all rows
     loss_name: str = "train_loss"     # history column of the epoch's mean training loss
     precision: str = "fp32"           # "bf16": autocast on a CUDA device
     log_columns: Sequence[str] | None = None  # history columns in the log line (None = all)
@@ -129,7 +131,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, step: Callable[[torc
             break
         tic = time.time()
         model.train()
-        means = _train_epoch(model, optimizer, step, shuffle(), settings, device,
+        order = shuffle()
+        if settings.rows_per_epoch is not None:
+            order = order[:settings.rows_per_epoch]
+        means = _train_epoch(model, optimizer, step, order, settings, device,
                              f"{label}epoch {epoch}/{settings.epochs}", log)
         if scheduler is not None:
             scheduler.step()

@@ -329,7 +329,7 @@ def run_pretrain_diagnostics(encoder_dir: str | Path, corpus_manifest: str | Pat
 
     train = load_windows(corpus_manifest, p["max_train_windows"])
     if p["valid_manifest"] is not None:
-        fit_part, select = train, load_windows(p["valid_manifest"])
+        fit_part, select = train, load_windows(p["valid_manifest"], p["max_train_windows"])
     else:
         cut = int(round(len(train) * (1 - p["select_fraction"])))
         if not 0 < cut < len(train):

@@ -259,6 +259,7 @@ class MultiTaskTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 6          # 0 = train all epochs, keep the last
+    rows_per_epoch: int | None = None  # a fresh random subset of this many windows per epoch
     rc_augment: bool = True
     rc_average: bool = True    # score = mean of forward and reverse-complement logits
     monitor: int = 4000        # training windows scored each epoch for the train AUROC
@@ -372,6 +373,7 @@ def train_multitask(X_train: np.ndarray, Y_train: np.ndarray, X_valid: np.ndarra
     settings = FitSettings(
         epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
         keep="best" if cfg.patience else "last", precision=cfg.precision,
+        rows_per_epoch=cfg.rows_per_epoch,
         log_columns=("train_loss", "train_auroc", "valid_loss", "valid_auroc"))
     result = fit(model, optimizer, step, len(Y), settings, generator, evaluate, log=log)
     chosen = result.chosen

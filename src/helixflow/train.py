@@ -34,6 +34,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 5               # 0 = no early stopping (train all epochs, keep the last)
+    rows_per_epoch: int | None = None  # train on a fresh random subset of this many windows
+    #                                   per epoch (a budget for big genomes); None = all
     rc_augment: bool = True
     rc_average: bool = True         # score = mean of forward and reverse-complement logits
     seed: int = 0
@@ -154,6 +156,7 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
 
     settings = FitSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, patience=cfg.patience,
                            keep="best" if cfg.patience else "last", precision=cfg.precision,
+                           rows_per_epoch=cfg.rows_per_epoch,
                            checkpoint=Path(cfg.checkpoint) if cfg.checkpoint else None)
     result = fit(model, optimizer, step, len(y), settings, generator, evaluate, log=log)
     chosen = result.chosen
