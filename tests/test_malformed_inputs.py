@@ -52,11 +52,16 @@ def _peaks(root: Path) -> bytes:
 
 
 def _refused(root: Path, *expected: str) -> str:
-    result = snakemake(root, "--show-failed-logs", timeout=600)
+    """Run the workflow; it must fail, and its last ``helixflow:`` line (printed after
+    Snakemake's error blocks, not only in a job's log) must hold every expected piece."""
+    result = snakemake(root, timeout=600)
     text = result.stdout + result.stderr
     assert result.returncode != 0, text[-3000:]
+    refusals = [line for line in text.splitlines() if line.startswith("helixflow: ")]
+    assert refusals, f"no helixflow: line in the output:\n{text[-3000:]}"
     for piece in expected:
-        assert piece in text, f"{piece!r} not in output:\n{text[-3000:]}"
+        assert piece in refusals[-1], f"{piece!r} not in the last refusal:\n{text[-3000:]}"
+    assert "Traceback" not in text, text[-3000:]
     results = root / "results"
     assert not list(results.rglob("windows/*.bed")) and not (results / "models").exists()
     return text

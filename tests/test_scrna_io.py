@@ -133,6 +133,16 @@ def test_bad_count_in_gzipped_matrix(data_mirror, tmp_path):
         read_counts(folder)
 
 
+def test_a_gzip_whose_name_says_plain_text_is_refused_by_name(data_mirror, tmp_path):
+    """scanpy decides compression by the file name: the bytes must agree with it."""
+    folder = copy_dir(data_mirror / V12_DIR, tmp_path / "v12")
+    barcodes = folder / "barcodes.tsv"
+    barcodes.write_bytes(gzip.compress(barcodes.read_bytes()))
+    with pytest.raises(InputError, match=r"barcodes.tsv: barcodes.tsv is gzip-compressed, but "
+                       r"its name says otherwise; gzip it or drop '.gz'"):
+        read_counts(folder)
+
+
 def test_malformed_entry_line(data_mirror, tmp_path):
     folder = copy_dir(data_mirror / V12_DIR, tmp_path / "v12")
     edit_lines(folder / "matrix.mtx", lambda lines: lines[:5] + ["3 4 five"] + lines[6:])

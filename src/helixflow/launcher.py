@@ -31,3 +31,40 @@ def shell_prefix(src: str | Path, python: str = "python", config_source: str = "
             f"${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
             f"export {CONFIG_SOURCE_VARIABLE}={escape(config_source or 'the config')}; "
             f'helixflow() {{{{ {escape(python)} -m helixflow "$@"; }}}}; ')
+
+
+def failed_job_refusals(snakemake_logs: str | Path | list) -> list[str]:
+    """The ``helixflow:`` lines of every failed job's log, named by rule, for Snakemake's
+    ``onerror`` to print after its own error blocks (so a refusal is the last message a user
+    reads, not only a line inside a log file).
+
+    ``snakemake_logs``: the main log(s) Snakemake passes to ``onerror`` as ``log``; each
+    ``Error in rule NAME:`` block there names its job's ``log:`` file(s).
+    """
+    paths = [snakemake_logs] if isinstance(snakemake_logs, (str, Path)) else snakemake_logs
+    lines: list[str] = []
+    for main_log in paths:
+        try:
+            text = Path(main_log).read_text(errors="replace")
+        except OSError:
+            continue
+        rule = None
+        for line in text.splitlines():
+            if line.startswith("Error in rule "):
+                rule = line[len("Error in rule "):].rstrip(":")
+            elif rule and line.strip().startswith("log: "):
+                logs = line.strip()[len("log: "):].split(" (check log file")[0]
+                for job_log in logs.split(", "):
+                    lines += [f"helixflow: rule {rule} ({job_log}): "
+                              f"{refusal[len('helixflow: '):]}"
+                              for refusal in _refusals(Path(job_log))]
+                rule = None
+    return list(dict.fromkeys(lines))
+
+
+def _refusals(job_log: Path) -> list[str]:
+    try:
+        text = job_log.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.strip() for line in text.splitlines() if line.startswith("helixflow: ")]

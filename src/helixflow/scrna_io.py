@@ -12,7 +12,6 @@ AnnData objects are cells × genes; ``.X`` always holds raw integer counts (floa
 from __future__ import annotations
 
 import contextlib
-import gzip
 import sys
 import time
 import warnings
@@ -34,7 +33,7 @@ from matplotlib.lines import Line2D
 from . import scrna_batch as batch_mod
 from . import scrna_dae as dae
 from .errors import InputError
-from .files import atomic_path, write_tsv
+from .files import atomic_path, is_gzip, open_text, write_tsv
 from .plots import PALETTE, STYLE, new_figure, save_figure
 from .records import write_record
 
@@ -127,17 +126,19 @@ def mtx_files(directory: str | Path, genome: str | None = None) -> dict[str, Pat
         raise InputError(f"a mix of 10x file names ({', '.join(present)})", path=directory,
                          fix="use " + " or ".join(" + ".join(v) for v in LAYOUTS.values())
                          + " (gzip or gunzip all three)")
+    for name in names:     # scanpy decides gzip by the name: the bytes must agree with it
+        if is_gzip(directory / name) != name.endswith(".gz"):
+            actual = "gzip-compressed" if is_gzip(directory / name) else "plain text"
+            raise InputError(f"{name} is {actual}, but its name says otherwise",
+                             path=directory / name,
+                             fix="gzip it or drop '.gz' so that the name says what it holds")
     return dict(zip(("matrix", "features", "barcodes"), (directory / n for n in names),
                     strict=True))
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
-
-
 def mtx_header(path: Path) -> tuple[int, int, int, int, str]:
     """(n_rows, n_cols, n_entries, header line number, header text) of a MatrixMarket file."""
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if number == 1 and not line.lower().startswith("%%matrixmarket matrix coordinate"):
                 raise InputError(f"not a MatrixMarket coordinate matrix: {line.strip()[:60]!r}",
@@ -159,7 +160,7 @@ def mtx_header(path: Path) -> tuple[int, int, int, int, str]:
 
 def _count_lines(path: Path) -> tuple[int, int]:
     """(non-blank lines, tab-separated fields on the first line) of a text file."""
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         lines = [line for line in handle if line.strip()]
     return len(lines), (len(lines[0].rstrip("\n").split("\t")) if lines else 0)
 
@@ -213,7 +214,7 @@ def _mtx_entries(matrix: Path, header_line: int) -> pd.DataFrame:
                            skip_blank_lines=False)
     except (ValueError, pd.errors.ParserError):
         pass
-    with _open_text(matrix) as handle:  # slow path: find the offending line
+    with open_text(matrix) as handle:  # slow path: find the offending line
         for number, line in enumerate(handle, start=1):
             if number <= header_line:
                 continue

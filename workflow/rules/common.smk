@@ -9,7 +9,7 @@ from snakemake.settings.types import DeploymentMethod
 from helixflow.config import MIL_BAG_BP, read_sample_sheet, validate_config
 from helixflow.errors import InputError
 from helixflow.code_graph import command_digests
-from helixflow.launcher import shell_prefix
+from helixflow.launcher import failed_job_refusals, shell_prefix
 from helixflow.resources import mem_request, runtime_request   # noqa: F401 (rules)
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -256,3 +256,9 @@ onstart:
     off = [name for name, setting in OPTIONAL_STAGES.items() if not setting]
     print(f"helixflow: config {CONFIG_SOURCE}; {len(TARGETS)} targets; optional stages on: "
           f"{', '.join(on) or 'none'}; off (null): {', '.join(off) or 'none'}", file=sys.stderr)
+
+
+onerror:
+    # each failed job's refusal (file, line, fix), last, instead of only inside its log file
+    for refusal in failed_job_refusals(log):
+        print(refusal, file=sys.stderr)
