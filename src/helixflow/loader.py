@@ -9,9 +9,10 @@ exactly the batches the killed run would have seen.
 
 from __future__ import annotations
 
-import mmap
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -69,19 +70,22 @@ class TokenCorpus(Dataset):
 
 
 class _ShardMaps:
-    """Read-only mmaps of every shard; a row read is a byte-slice copy, which for scattered
-    rows is several times faster than fancy-indexing many numpy memmaps."""
+    """Open files of every shard; a row read is one positional read (``os.pread``).
+
+    Not memory maps: random rows of a mapped multi-GB corpus pull their neighbouring pages
+    into the process (fault-around), so its resident memory grew to the corpus's size (4 GB
+    for the full-size synthetic hg38); a read leaves the pages in the page cache only."""
 
     def __init__(self, corpus: TokenCorpus) -> None:
         root = corpus.manifest_path.parent
         self.tokens, self.coords, token_starts, coord_starts = [], [], [], []
         for shard in corpus.manifest["shards"]:
             n = shard["n_windows"]
-            tmap, tstart = _map_npy(root / shard["path"], (n, corpus.n_tokens),
-                                    corpus.tokenizer.dtype)
-            cmap, cstart = _map_npy(root / shard["coords"], (n, 2), np.dtype(np.int64))
-            self.tokens.append(tmap)
-            self.coords.append(cmap)
+            tfile, tstart = _open_npy(root / shard["path"], (n, corpus.n_tokens),
+                                      corpus.tokenizer.dtype)
+            cfile, cstart = _open_npy(root / shard["coords"], (n, 2), np.dtype(np.int64))
+            self.tokens.append(tfile)
+            self.coords.append(cfile)
             token_starts.append(tstart)
             coord_starts.append(cstart)
         self.token_starts, self.coord_starts = np.array(token_starts), np.array(coord_starts)
@@ -93,25 +97,29 @@ class _ShardMaps:
         shards = shard.tolist()
         token_at = (self.token_starts[shard] + row * size).tolist()
         coord_at = (self.coord_starts[shard] + row * 16).tolist()
-        tmaps, cmaps = self.tokens, self.coords
-        tokens = b"".join([tmaps[s][a:a + size] for s, a in zip(shards, token_at, strict=True)])
-        coords = b"".join([cmaps[s][a:a + 16] for s, a in zip(shards, coord_at, strict=True)])
+        tfds = [f.fileno() for f in self.tokens]
+        cfds = [f.fileno() for f in self.coords]
+        tokens = b"".join([os.pread(tfds[s], size, a) for s, a in zip(shards, token_at,
+                                                                      strict=True)])
+        coords = b"".join([os.pread(cfds[s], 16, a) for s, a in zip(shards, coord_at,
+                                                                    strict=True)])
         return (np.frombuffer(tokens, dtype=self.dtype).reshape(n, self.width).copy(),
                 np.frombuffer(coords, dtype=np.int64).reshape(n, 2).copy())
 
 
-def _map_npy(path: Path, shape: tuple[int, int], dtype: np.dtype) -> tuple[mmap.mmap, int]:
-    """A read-only mmap of a 2-D .npy file and the byte offset of its data; checks the header."""
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        found_shape, fortran, found_dtype = read_header(handle)
-        if tuple(found_shape) != tuple(shape) or fortran or found_dtype != dtype:
-            raise InputError(f"shard has shape {found_shape} {found_dtype}, the manifest says "
-                             f"{tuple(shape)} {dtype}", path=path,
-                             fix="rebuild the corpus (delete the directory and re-run)")
-        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), handle.tell()
+def _open_npy(path: Path, shape: tuple[int, int], dtype: np.dtype) -> tuple[BinaryIO, int]:
+    """An open 2-D .npy file and the byte offset of its data; checks the header."""
+    handle = open(path, "rb")  # noqa: SIM115 - kept open for the corpus's reads
+    version = np.lib.format.read_magic(handle)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    found_shape, fortran, found_dtype = read_header(handle)
+    if tuple(found_shape) != tuple(shape) or fortran or found_dtype != dtype:
+        handle.close()
+        raise InputError(f"shard has shape {found_shape} {found_dtype}, the manifest says "
+                         f"{tuple(shape)} {dtype}", path=path,
+                         fix="rebuild the corpus (delete the directory and re-run)")
+    return handle, handle.tell()
 
 
 def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
