@@ -10,6 +10,11 @@ from one scale to the next beside the growth of the input (linear = ratio ≈ si
 
     python benchmarks/bench_scale.py                       # 1/64, 1/8 and 1
     python benchmarks/bench_scale.py --scales 1/64 --cores 2 --workdir scale_runs
+    python benchmarks/bench_scale.py --scales 1/8 --reference 1=benchmarks/records/scale_1.tsv
+
+Each run's per-job table is written to ``{workdir}/scale_N_D/jobs.tsv``. ``--reference``
+adds a run recorded that way (the same config and code, on a machine like this one) to the
+growth table, so that a full-size run (hours) and a smaller one need not share a session.
 
 Not part of CI (hours at full size on 2 cores); `make bench-scale` runs it.
 """
@@ -88,16 +93,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--targets", default=None, help="comma-separated subset of targets")
+    parser.add_argument("--reference", nargs="*", default=[], metavar="SCALE=JOBS_TSV",
+                        help="an earlier run's jobs.tsv to compare with, e.g. 1=path")
     a = parser.parse_args(argv)
-    scales = sorted(parse_scale(s) for s in a.scales)
     targets = [t.strip() for t in a.targets.split(",") if t.strip()] if a.targets else None
     stages = {}
+    for item in a.reference:
+        scale, _, path = item.partition("=")
+        jobs = pd.read_csv(path, sep="\t")
+        stages[str(parse_scale(scale))] = stage_table(jobs)
+        print(f"== scale {parse_scale(scale)} (recorded, {path}): {len(jobs)} jobs")
+    scales = sorted({parse_scale(s) for s in a.scales} | {Fraction(k) for k in stages})
     for scale in scales:
+        if str(scale) in stages:
+            continue
         workdir = a.workdir.resolve() / f"scale_{scale.numerator}_{scale.denominator}"
         workdir.mkdir(parents=True, exist_ok=True)
         config = prepare(workdir, scale, a.seed, targets)
         wall = run_workflow(workdir, config, a.cores)
         jobs = job_usage(workdir, (workdir / "run.log").read_text())
+        jobs.to_csv(workdir / "jobs.tsv", sep="\t", index=False)
         stages[str(scale)] = stage_table(jobs)
         worst = jobs.loc[jobs["max_rss_mb"].idxmax()]
         print(f"\n== scale {scale}: wall {wall / 60:.1f} min, {len(jobs)} jobs, largest peak "

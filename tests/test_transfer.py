@@ -19,9 +19,11 @@ from helixflow.transfer import (
     RUN_COLUMNS,
     adapter_bottleneck,
     comparison_table,
+    fit_probe,
     label_subset,
     onehot_to_tokens,
     plot_label_efficiency,
+    probe_as_head,
     probe_gain,
     resolve_params,
     run_probe,
@@ -197,7 +199,10 @@ def test_runs_table_has_every_run_and_honest_parameter_counts(transfer_run):
     by_mode = runs.groupby("mode")["params_trained"].first()
     d, depths = 32, ENCODER["n_layers"] + 1
     assert by_mode["probe"] == depths * d + 1          # mean of each block and the output + bias
-    assert by_mode["finetune"] == by_mode["freeze_unfreeze"] == total
+    finetune = runs[runs["mode"] == "finetune"].iloc[0]         # its head: the probe's features
+    unfreeze = runs[runs["mode"] == "freeze_unfreeze"].iloc[0]  # its head: the final features
+    assert finetune["params_trained"] == total == unfreeze["params_total"] + (depths - 1) * d
+    assert unfreeze["params_trained"] == unfreeze["params_total"]
     adapters = runs[runs["mode"] == "adapters"].iloc[0]
     assert 0.003 < (adapters["params_trained"] - d - 1) / (adapters["params_total"]
                                                         - adapters["params_trained"]) < 0.03
@@ -213,6 +218,27 @@ def test_fine_tuning_learns_the_planted_motif(transfer_run):
     full = runs[runs["fraction"] == 1.0].groupby(["encoder", "mode"])["test_auroc"].mean()
     assert full[("random", "finetune")] > 0.8
     assert full[("cnn", "scratch")] > 0.8
+
+
+def test_fine_tuning_starts_from_the_probe_and_never_ends_below_it_on_valid(transfer_run):
+    runs = pd.read_csv(transfer_run[0] / "runs.tsv", sep="\t")
+    keys = ["encoder", "fraction", "seed"]
+    probe = runs[runs["mode"] == "probe"].set_index(keys)["valid_auroc"]
+    finetune = runs[runs["mode"] == "finetune"].set_index(keys)
+    assert finetune["choice"].str.startswith("probe_head,C=").all()
+    assert (finetune["valid_auroc"] >= probe.loc[finetune.index] - 1e-12).all()
+
+
+def test_the_probe_folded_into_a_head_gives_the_probe_scores():
+    rng = np.random.default_rng(0)
+    F = rng.normal(3.0, [0.5, 2.0, 10.0], size=(200, 3)).astype(np.float32)
+    y = (F[:, 0] - 0.1 * F[:, 2] + rng.normal(0, 0.3, 200) > 3.5).astype(int)
+    scaler, clf, _, _ = fit_probe(F[:150], y[:150], F[150:], y[150:],
+                                  {"C": [0.1, 1.0], "max_iter": 1000})
+    weight, bias = probe_as_head(scaler, clf)
+    head = torch.from_numpy(F) @ weight.T + bias
+    assert np.allclose(head.squeeze(-1).numpy(), clf.decision_function(scaler.transform(F)),
+                       atol=1e-4)
 
 
 def test_predictions_are_written_for_every_run(transfer_run):

@@ -151,15 +151,18 @@ def embed(encoder: nn.Module, tokens: np.ndarray, batch_size: int = 128,
 
 
 class Classifier(nn.Module):
-    """Binding logit shape=(B,) from tokens shape=(B, L): a linear head on ``encoder.pooled``."""
+    """Binding logit shape=(B,) from tokens shape=(B, L): a linear head on ``encoder.pooled``,
+    or with ``layers`` on ``encoder.pooled_layers`` (the probe's features)."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, layers: bool = False) -> None:
         super().__init__()
-        self.encoder = encoder
-        self.head = nn.Linear(encoder.d_model, 1)
+        self.encoder, self.layers = encoder, layers
+        width = encoder.d_model * ((encoder.config["n_layers"] + 1) if layers else 1)
+        self.head = nn.Linear(width, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder.pooled(tokens).float()).squeeze(-1)
+        describe = self.encoder.pooled_layers if self.layers else self.encoder.pooled
+        return self.head(describe(tokens).float()).squeeze(-1)
 
 
 @torch.no_grad()
@@ -177,11 +180,11 @@ def predict_logits(model: Classifier, tokens: np.ndarray, batch_size: int = 128)
 
 # --- the modes ----------------------------------------------------------------------------
 
-def run_probe(F_train: np.ndarray, y_train: np.ndarray, F_valid: np.ndarray,
-              y_valid: np.ndarray, F_test: np.ndarray, settings: dict,
-              ) -> tuple[np.ndarray, float, str]:
+def fit_probe(F_train: np.ndarray, y_train: np.ndarray, F_valid: np.ndarray,
+              y_valid: np.ndarray, settings: dict,
+              ) -> tuple[StandardScaler, LogisticRegression, float, float]:
     """Logistic regression on standardised embeddings; C with the best valid AUROC (the
-    smallest C on ties). Returns (test scores, valid AUROC, 'C=...')."""
+    smallest C on ties). Returns (scaler, classifier, valid AUROC, C)."""
     scaler = StandardScaler().fit(F_train)
     Z_train, Z_valid = scaler.transform(F_train), scaler.transform(F_valid)
     best = None
@@ -191,21 +194,42 @@ def run_probe(F_train: np.ndarray, y_train: np.ndarray, F_valid: np.ndarray,
         if best is None or auc > best[0]:
             best = (auc, C, clf)
     auc, C, clf = best
+    return scaler, clf, auc, C
+
+
+def run_probe(F_train: np.ndarray, y_train: np.ndarray, F_valid: np.ndarray,
+              y_valid: np.ndarray, F_test: np.ndarray, settings: dict,
+              ) -> tuple[np.ndarray, float, str]:
+    """:func:`fit_probe`, then the test scores. Returns (test scores, valid AUROC, 'C=...')."""
+    scaler, clf, auc, C = fit_probe(F_train, y_train, F_valid, y_valid, settings)
     return clf.decision_function(scaler.transform(F_test)), auc, f"C={C:g}"
+
+
+def probe_as_head(scaler: StandardScaler, clf: LogisticRegression) -> tuple[torch.Tensor,
+                                                                            torch.Tensor]:
+    """The probe as weights on raw embeddings: w·(x − μ)/σ + b = (w/σ)·x + (b − Σ w μ/σ).
+    Returns (weight shape=(1, width), bias shape=(1,)), float32."""
+    w = clf.coef_[0] / scaler.scale_
+    b = clf.intercept_[0] - float(np.dot(w, scaler.mean_))
+    return (torch.tensor(w[None, :], dtype=torch.float32),
+            torch.tensor([b], dtype=torch.float32))
 
 
 def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.ndarray,
          y_valid: np.ndarray, s: dict, generator: torch.Generator, eval_batch: int,
          start: tuple[float, dict] | None = None, log: TextIO = sys.stderr,
-         ) -> tuple[float, int]:
+         head_lr: float | None = None) -> tuple[float, int]:
     """Train the parameters of ``model`` that require grad (AdamW, BCE) with
     :func:`helixflow.fit.fit`; keep the weights of the epoch with the best valid AUROC
     (``start``: a (valid AUROC, state) to beat), stop after ``patience`` epochs without
     improvement. An epoch is one pass over the windows, or ``min_batches`` batches when that
     is more (tiny label fractions). Returns (best valid AUROC, best epoch; 0 = ``start``)."""
     device = next(model.parameters()).device
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=s["lr"], weight_decay=s["weight_decay"])
+    optimizer = torch.optim.AdamW(_param_groups(model, s["lr"], head_lr),
+                                  weight_decay=s["weight_decay"])
+    warmup = int(s.get("warmup_epochs", 0))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda epoch: min(1.0, (epoch + 1) / (warmup + 1))) if warmup else None
     loss_fn = nn.BCEWithLogitsLoss()
     X = torch.from_numpy(tokens)
     target = torch.from_numpy(np.asarray(y, dtype=np.float32))
@@ -228,8 +252,21 @@ def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.
                            patience=s["patience"], min_batches=s["min_batches"],
                            precision="bf16")
     result = fit(model, optimizer, step, len(X), settings, generator, evaluate,
-                 shuffle=shuffle, start=start, device=device, label="  ", log=log)
+                 scheduler=scheduler, shuffle=shuffle, start=start, device=device, label="  ",
+                 log=log)
     return result.best_score, result.best_epoch
+
+
+def _param_groups(model: Classifier, lr: float, head_lr: float | None) -> list[dict]:
+    """The trainable weights, the head at ``head_lr`` (when given) and the rest at ``lr``: a
+    head that starts from the probe may move faster than the pretrained encoder under it."""
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    ids = {id(p) for p in head}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    if head_lr is None:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    return [group for group in ({"params": rest, "lr": lr}, {"params": head, "lr": head_lr})
+            if group["params"]]
 
 
 def _train_head_on_embeddings(head: nn.Linear, F_train: np.ndarray, y: np.ndarray,
@@ -399,7 +436,7 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
                     trained, n_total, run_shared = width + 1, total + width + 1, shared_s
                 else:
                     score, valid_auc, choice, trained, n_total = _train_mode(
-                        mode, base, tokens, y, idx, p, device, generator, log)
+                        mode, base, tokens, y, idx, p, device, generator, log, F)
                     run_shared = float("nan")
                 wall = time.time() - tic
                 test_auc, test_ap = _scores(y["test"], score)
@@ -418,14 +455,33 @@ def _encoder_runs(target: str, name: str, base: nn.Module, tokens: dict, y: dict
 
 def _train_mode(mode: str, base: nn.Module, tokens: dict, y: dict, idx: np.ndarray, p: dict,
                 device: torch.device, generator: torch.Generator, log: TextIO,
-                ) -> tuple[np.ndarray, float, str, int, int]:
+                F: dict | None = None) -> tuple[np.ndarray, float, str, int, int]:
     """One fine-tuning run on a fresh copy of ``base``; returns (test logits, valid AUROC,
-    choice, parameters trained, parameters in the model)."""
+    choice, parameters trained, parameters in the model). ``F``: the frozen base's probe
+    embeddings of every split, when already computed (the finetune mode's probe head)."""
     s = p[mode]
-    model = Classifier(copy.deepcopy(base)).to(device)
+    from_probe = mode == "finetune" and s["head"] == "probe"
+    layers = from_probe and p["probe"]["features"] == "layers"
+    model = Classifier(copy.deepcopy(base), layers=layers).to(device)
     train_tokens, train_y = tokens["train"][idx], y["train"][idx]
     eval_batch = p["batch_size_eval"]
-    if mode == "finetune":
+    if from_probe:        # linear probe first, then fine-tune everything (LP-FT)
+        trained = n_trainable(model)
+        F = F or {split: embed(model.encoder, tokens[split], eval_batch, layers)
+                  for split in ("train", "valid")}
+        scaler, clf, probe_auc, C = fit_probe(F["train"][idx], train_y, F["valid"],
+                                              y["valid"], p["probe"])
+        weight, bias = probe_as_head(scaler, clf)
+        with torch.no_grad():
+            model.head.weight.copy_(weight)
+            model.head.bias.copy_(bias)
+        print(f"  probe head (C={C:g}): valid auroc {probe_auc:.4f}", file=log, flush=True)
+        auc, epoch = _fit(model, train_tokens, train_y, tokens["valid"], y["valid"], s,
+                          generator, eval_batch,
+                          start=(probe_auc, copy.deepcopy(model.state_dict())), log=log,
+                          head_lr=s["head_lr"])
+        choice = f"probe_head,C={C:g}" if epoch == 0 else f"probe_head,C={C:g},epoch={epoch}"
+    elif mode == "finetune":
         trained = n_trainable(model)
         auc, epoch = _fit(model, train_tokens, train_y, tokens["valid"], y["valid"], s,
                           generator, eval_batch, log=log)

@@ -34,8 +34,13 @@ DEFAULTS: dict = {
     # final only. Chosen on the valid split: with the default pretraining, "layers" gave the
     # higher valid AUROC for all five default targets (e.g. Reb1 0.856 vs 0.813)
     "probe": {"C": [0.001, 0.01, 0.1, 1.0, 10.0], "max_iter": 5000, "features": "layers"},
-    "finetune": {"lr": 1e-4, "weight_decay": 0.01, "epochs": 10, "patience": 3,
-                 "batch_size": 32, "min_batches": 8},
+    # finetune (LP-FT, Kumar et al. 2022): the head starts as the valid-chosen linear probe on
+    # the probe's features ("head": "probe"; "random" = a fresh head on the final features),
+    # the probe is the weights to beat on valid AUROC, the head learns at head_lr and the
+    # encoder at the smaller lr after warmup_epochs of linear warm-up
+    "finetune": {"head": "probe", "lr": 1e-4, "head_lr": 1e-3, "warmup_epochs": 1,
+                 "weight_decay": 0.01, "epochs": 10, "patience": 3, "batch_size": 32,
+                 "min_batches": 8},
     "freeze_unfreeze": {"head_lr": 1e-2, "head_epochs": 50, "lr": 1e-4, "weight_decay": 0.01,
                         "epochs": 10, "patience": 3, "batch_size": 32, "min_batches": 8},
     "adapters": {"param_fraction": 0.01, "lr": 1e-3, "weight_decay": 0.0, "epochs": 10,
@@ -70,6 +75,9 @@ def resolve_params(params: dict | None) -> dict:
         raise InputError(f"unknown mode(s) {bad_modes} or encoder(s) {bad_encoders}",
                          fix=f"modes from {list(ENCODER_MODES)}; encoders from "
                          "['pretrained', 'random', 'cnn']")
+    if p["finetune"]["head"] not in ("probe", "random"):
+        raise InputError(f"finetune head must be 'probe' or 'random', got "
+                         f"{p['finetune']['head']!r}")
     if p["probe"]["features"] not in ("layers", "final"):
         raise InputError(f"probe features must be 'layers' or 'final', got "
                          f"{p['probe']['features']!r}")
