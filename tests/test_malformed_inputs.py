@@ -100,7 +100,7 @@ def test_an_absolute_peaks_path(tmp_path):
 
 def test_a_split_chromosome_the_genome_does_not_have(tmp_path):
     make_project(tmp_path, splits={"valid": ["chrV"], "test": ["chr6"], "train": []})
-    _refused(tmp_path, f"helixflow: {tmp_path / 'config.yaml'}: split 'valid' names "
+    _refused(tmp_path, f"{tmp_path / 'config.yaml'}: split 'valid' names "
              "chromosome 'chrV', which is not in the genome; use the genome's chromosome names")
 
 
