@@ -11,6 +11,7 @@ Layout of a shard directory::
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,26 +54,39 @@ def _write_array(path: Path, array: np.ndarray) -> dict:
 
 def _write_onehot(path: Path, fasta: str | Path, part: pd.DataFrame, window: int,
                   seed: int) -> dict:
-    """Write ``part``'s one-hot windows into a ``.npy`` memmap, chunk by chunk.
+    """Write ``part``'s one-hot windows into a ``.npy`` file, chunk by chunk.
 
     Rows of kind 'shuffle' are then replaced, ``SHUFFLE_CHUNK`` at a time, by a dinucleotide
-    shuffle of themselves (chunk ``c`` drawn with ``seed + c``).
+    shuffle of themselves (chunk ``c`` drawn with ``seed + c``). Positional writes, not a
+    writable memory map: every page of a mapped output counts in the job's resident memory
+    until the end (a full-size hg38 CTCF split reached 1.27 GB against a 0.92 GB request).
     """
     shape = (len(part), 4, window)
     if not len(part):
         return _write_array(path, np.zeros(shape, dtype=np.uint8))
+    row_bytes = 4 * window
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        row = 0
-        for block in iter_one_hot_windows(fasta, part, ROWS_PER_CHUNK):
-            out[row:row + len(block)] = block
-            row += len(block)
-        shuffle_rows = np.flatnonzero((part["kind"] == "shuffle").to_numpy())
-        for c, i in enumerate(range(0, len(shuffle_rows), SHUFFLE_CHUNK)):
-            rows = shuffle_rows[i:i + SHUFFLE_CHUNK]
-            out[rows] = shuffled_sequences(np.asarray(out[rows]), seed + c)
-        out.flush()
-        del out
+        sized = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        del sized                                        # the header and the file's size
+        with open(tmp, "r+b") as handle:
+            version = np.lib.format.read_magic(handle)
+            (np.lib.format.read_array_header_1_0 if version == (1, 0)
+             else np.lib.format.read_array_header_2_0)(handle)
+            offset, fd = handle.tell(), handle.fileno()
+            row = 0
+            for block in iter_one_hot_windows(fasta, part, ROWS_PER_CHUNK):
+                os.pwrite(fd, np.ascontiguousarray(block, dtype=np.uint8).tobytes(),
+                          offset + row * row_bytes)
+                row += len(block)
+            shuffle_rows = np.flatnonzero((part["kind"] == "shuffle").to_numpy())
+            for c, i in enumerate(range(0, len(shuffle_rows), SHUFFLE_CHUNK)):
+                rows = shuffle_rows[i:i + SHUFFLE_CHUNK].tolist()
+                block = np.stack([np.frombuffer(os.pread(fd, row_bytes, offset + r * row_bytes),
+                                                dtype=np.uint8).reshape(4, window)
+                                  for r in rows])
+                for r, shuffled in zip(rows, shuffled_sequences(block, seed + c), strict=True):
+                    os.pwrite(fd, np.ascontiguousarray(shuffled, dtype=np.uint8).tobytes(),
+                              offset + r * row_bytes)
     return _array_entry(path, shape, np.uint8)
 
 
