@@ -36,6 +36,7 @@ from helixflow.simulate_genome import parse_scale, simulate
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "examples" / "hg38_scale" / "config.yaml"
+DEFAULT_CONFIG = REPO / "config" / "config.yaml"
 SHARED = REPO.parent / "shared" / "data"   # methylation and scRNA inputs of the config
 
 
@@ -44,11 +45,25 @@ def prepare(workdir: Path, scale: Fraction, seed: int, targets: list[str] | None
     data = workdir / "data" / "hg38_scale"
     if not (data / "manifest.json").is_file():
         simulate(data, float(scale), seed, targets=targets)
-    config = yaml.safe_load(CONFIG.read_text())
+    # merged over the default as `snakemake --configfile` from the repository would (the run
+    # happens in its own directory, where the Snakefile's config/config.yaml is not found):
+    # the default's methylation and single-cell stages stay on
+    config = merge(yaml.safe_load(DEFAULT_CONFIG.read_text()),
+                   yaml.safe_load(CONFIG.read_text()))
     config["data_mirror"] = ["data/hg38_scale", str(SHARED)]   # methylation, scRNA inputs
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Snakemake's merge of a --configfile over the default: dicts key by key, the rest
+    (lists included) replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = (merge(base[key], value) if isinstance(value, dict)
+                       and isinstance(base.get(key), dict) else value)
+    return merged
 
 
 def run_workflow(workdir: Path, config: Path, cores: int) -> float:
