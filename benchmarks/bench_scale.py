@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.utils import update_config
 
 from helixflow.resources import job_usage
 from helixflow.simulate_genome import parse_scale, simulate
@@ -48,22 +49,12 @@ def prepare(workdir: Path, scale: Fraction, seed: int, targets: list[str] | None
     # merged over the default as `snakemake --configfile` from the repository would (the run
     # happens in its own directory, where the Snakefile's config/config.yaml is not found):
     # the default's methylation and single-cell stages stay on
-    config = merge(yaml.safe_load(DEFAULT_CONFIG.read_text()),
-                   yaml.safe_load(CONFIG.read_text()))
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    update_config(config, yaml.safe_load(CONFIG.read_text()))   # Snakemake's own merge
     config["data_mirror"] = ["data/hg38_scale", str(SHARED)]   # methylation, scRNA inputs
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def merge(base: dict, over: dict) -> dict:
-    """Snakemake's merge of a --configfile over the default: dicts key by key, the rest
-    (lists included) replaced."""
-    merged = dict(base)
-    for key, value in over.items():
-        merged[key] = (merge(base[key], value) if isinstance(value, dict)
-                       and isinstance(base.get(key), dict) else value)
-    return merged
 
 
 def run_workflow(workdir: Path, config: Path, cores: int) -> float:

@@ -46,7 +46,7 @@ class TokenCorpus(Dataset):
         self.n_tokens: int = self.manifest["n_tokens"]
         counts = [s["n_windows"] for s in self.manifest["shards"]]
         self.offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-        self._maps: _ShardMaps | None = None
+        self._maps: _ShardFiles | None = None
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -60,7 +60,7 @@ class TokenCorpus(Dataset):
         if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"window index out of range 0..{len(self) - 1}")
         if self._maps is None:
-            self._maps = _ShardMaps(self)
+            self._maps = _ShardFiles(self)
         shard = np.searchsorted(self.offsets, indices, side="right") - 1
         return self._maps.gather(shard, indices - self.offsets[shard])
 
@@ -69,7 +69,7 @@ class TokenCorpus(Dataset):
         return tokens[0], coords[0]
 
 
-class _ShardMaps:
+class _ShardFiles:
     """Open files of every shard; a row read is one positional read (``os.pread``).
 
     Not memory maps: random rows of a mapped multi-GB corpus pull their neighbouring pages
@@ -88,6 +88,8 @@ class _ShardMaps:
             self.coords.append(cfile)
             token_starts.append(tstart)
             coord_starts.append(cstart)
+        self.token_fds = [f.fileno() for f in self.tokens]
+        self.coord_fds = [f.fileno() for f in self.coords]
         self.token_starts, self.coord_starts = np.array(token_starts), np.array(coord_starts)
         self.dtype, self.width = corpus.tokenizer.dtype, corpus.n_tokens
         self.token_bytes = self.dtype.itemsize * self.width
@@ -97,8 +99,7 @@ class _ShardMaps:
         shards = shard.tolist()
         token_at = (self.token_starts[shard] + row * size).tolist()
         coord_at = (self.coord_starts[shard] + row * 16).tolist()
-        tfds = [f.fileno() for f in self.tokens]
-        cfds = [f.fileno() for f in self.coords]
+        tfds, cfds = self.token_fds, self.coord_fds
         tokens = b"".join([os.pread(tfds[s], size, a) for s, a in zip(shards, token_at,
                                                                       strict=True)])
         coords = b"".join([os.pread(cfds[s], 16, a) for s, a in zip(shards, coord_at,

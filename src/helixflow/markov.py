@@ -250,7 +250,8 @@ DIAGNOSTICS_DEFAULTS: dict[str, Any] = {
     "mask_span": 1,
     "seed": 0,                  # masking seed: the scored positions
     "max_windows": 1000,        # held-out windows scored (evenly spaced); None = all
-    # training windows counted for the baselines (evenly spaced; None = all): 50,000 windows
+    # training windows counted for the baselines, and valid windows that pick their order and
+    # alpha (evenly spaced; None = all): 50,000 windows
     # of 512 tokens (25.6 M) pin down every order the baselines try, and bound the memory on
     # a human genome (all 140,000 windows of the 1/64 synthetic hg38 peaked at 4.2 GB)
     "max_train_windows": 50_000,

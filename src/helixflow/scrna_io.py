@@ -127,8 +127,9 @@ def mtx_files(directory: str | Path, genome: str | None = None) -> dict[str, Pat
                          fix="use " + " or ".join(" + ".join(v) for v in LAYOUTS.values())
                          + " (gzip or gunzip all three)")
     for name in names:     # scanpy decides gzip by the name: the bytes must agree with it
-        if is_gzip(directory / name) != name.endswith(".gz"):
-            actual = "gzip-compressed" if is_gzip(directory / name) else "plain text"
+        gzipped = is_gzip(directory / name)
+        if gzipped != name.endswith(".gz"):
+            actual = "gzip-compressed" if gzipped else "plain text"
             raise InputError(f"{name} is {actual}, but its name says otherwise",
                              path=directory / name,
                              fix="gzip it or drop '.gz' so that the name says what it holds")

@@ -65,28 +65,26 @@ def _write_onehot(path: Path, fasta: str | Path, part: pd.DataFrame, window: int
     if not len(part):
         return _write_array(path, np.zeros(shape, dtype=np.uint8))
     row_bytes = 4 * window
-    with atomic_path(path) as tmp:
-        sized = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        del sized                                        # the header and the file's size
-        with open(tmp, "r+b") as handle:
-            version = np.lib.format.read_magic(handle)
-            (np.lib.format.read_array_header_1_0 if version == (1, 0)
-             else np.lib.format.read_array_header_2_0)(handle)
-            offset, fd = handle.tell(), handle.fileno()
-            row = 0
-            for block in iter_one_hot_windows(fasta, part, ROWS_PER_CHUNK):
-                os.pwrite(fd, np.ascontiguousarray(block, dtype=np.uint8).tobytes(),
-                          offset + row * row_bytes)
-                row += len(block)
-            shuffle_rows = np.flatnonzero((part["kind"] == "shuffle").to_numpy())
-            for c, i in enumerate(range(0, len(shuffle_rows), SHUFFLE_CHUNK)):
-                rows = shuffle_rows[i:i + SHUFFLE_CHUNK].tolist()
-                block = np.stack([np.frombuffer(os.pread(fd, row_bytes, offset + r * row_bytes),
-                                                dtype=np.uint8).reshape(4, window)
-                                  for r in rows])
-                for r, shuffled in zip(rows, shuffled_sequences(block, seed + c), strict=True):
-                    os.pwrite(fd, np.ascontiguousarray(shuffled, dtype=np.uint8).tobytes(),
-                              offset + r * row_bytes)
+    with atomic_path(path) as tmp, open(tmp, "w+b") as handle:
+        np.lib.format.write_array_header_1_0(handle, {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+            "fortran_order": False, "shape": shape})
+        offset, fd = handle.tell(), handle.fileno()
+        handle.truncate(offset + len(part) * row_bytes)
+        row = 0
+        for block in iter_one_hot_windows(fasta, part, ROWS_PER_CHUNK):
+            os.pwrite(fd, np.ascontiguousarray(block, dtype=np.uint8).tobytes(),
+                      offset + row * row_bytes)
+            row += len(block)
+        shuffle_rows = np.flatnonzero((part["kind"] == "shuffle").to_numpy())
+        for c, i in enumerate(range(0, len(shuffle_rows), SHUFFLE_CHUNK)):
+            rows = shuffle_rows[i:i + SHUFFLE_CHUNK].tolist()
+            block = np.stack([np.frombuffer(os.pread(fd, row_bytes, offset + r * row_bytes),
+                                            dtype=np.uint8).reshape(4, window)
+                              for r in rows])
+            for r, shuffled in zip(rows, shuffled_sequences(block, seed + c), strict=True):
+                os.pwrite(fd, np.ascontiguousarray(shuffled, dtype=np.uint8).tobytes(),
+                          offset + r * row_bytes)
     return _array_entry(path, shape, np.uint8)
 
 

@@ -260,13 +260,12 @@ def _fit(model: Classifier, tokens: np.ndarray, y: np.ndarray, valid_tokens: np.
 def _param_groups(model: Classifier, lr: float, head_lr: float | None) -> list[dict]:
     """The trainable weights, the head at ``head_lr`` (when given) and the rest at ``lr``: a
     head that starts from the probe may move faster than the pretrained encoder under it."""
-    head = [p for p in model.head.parameters() if p.requires_grad]
-    ids = {id(p) for p in head}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if head_lr is None:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
-    return [group for group in ({"params": rest, "lr": lr}, {"params": head, "lr": head_lr})
-            if group["params"]]
+        return [{"params": trainable, "lr": lr}]
+    head = {id(p) for p in model.head.parameters()}
+    return [{"params": [p for p in trainable if id(p) not in head], "lr": lr},
+            {"params": [p for p in trainable if id(p) in head], "lr": head_lr}]
 
 
 def _train_head_on_embeddings(head: nn.Linear, F_train: np.ndarray, y: np.ndarray,
@@ -467,10 +466,11 @@ def _train_mode(mode: str, base: nn.Module, tokens: dict, y: dict, idx: np.ndarr
     eval_batch = p["batch_size_eval"]
     if from_probe:        # linear probe first, then fine-tune everything (LP-FT)
         trained = n_trainable(model)
-        F = F or {split: embed(model.encoder, tokens[split], eval_batch, layers)
-                  for split in ("train", "valid")}
-        scaler, clf, probe_auc, C = fit_probe(F["train"][idx], train_y, F["valid"],
-                                              y["valid"], p["probe"])
+        F_train, F_valid = (F["train"][idx], F["valid"]) if F else (
+            embed(model.encoder, t, eval_batch, layers) for t in (train_tokens,
+                                                                  tokens["valid"]))
+        scaler, clf, probe_auc, C = fit_probe(F_train, train_y, F_valid, y["valid"],
+                                              p["probe"])
         weight, bias = probe_as_head(scaler, clf)
         with torch.no_grad():
             model.head.weight.copy_(weight)
