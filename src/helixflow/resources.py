@@ -62,13 +62,13 @@ COSTS: dict[str, Cost] = {
     # models on shards (memory-mapped: the pages read count towards RSS)
     "train_cnn": Cost(TORCH_MB, 2.0, 30, 0.5, inputs=("shards",)),
     "sweep_arm": Cost(TORCH_MB, 2.0, 30, 0.5, inputs=("shards",)),
-    "kmer_baseline": Cost(600, 10.0, 10, 0.5, inputs=("shards",)),
+    "kmer_baseline": Cost(600, 2.5, 10, 0.5, inputs=("shards",)),   # sparse counts
     "pwm_baseline": Cost(600, 2.0, 5, 0.1, inputs=("shards",)),
     "motifs": Cost(1200, 2.0, 15, 0.2, inputs=("shards",)),
     "attributions": Cost(1500, 1.5, 30, 0.2, inputs=("shards",)),
     "grammar": Cost(1200, 1.5, 15, 0.3, inputs=("shards",)),
     "transfer": Cost(1500, 2.0, 60, 2.0, inputs=("shards",)),
-    "multitask": Cost(1500, 3.0, 60, 1.0, inputs=("shards",)),
+    "multitask": Cost(1500, 1.5, 60, 1.0, inputs=("shards",)),
     "imbalance": Cost(1500, 40.0, 30, 5.0, inputs=("peaks",)),
     "mil": Cost(1500, 40.0, 30, 5.0, inputs=("peaks",)),
     # pretraining: the corpus is streamed; pretraining's cost is its step budget
