@@ -268,6 +268,7 @@ def test_run_finds_planted_motifs_and_compares_on_own_windows(tiny):
     assert row["auroc_multitask"] > 0.9
     assert row["auroc_multitask_lo"] <= row["auroc_multitask"] <= row["auroc_multitask_hi"]
     assert row["auroc_single_task"] == 0.9  # copied from the metrics table
+    assert row["valid_auroc_multitask"] > 0.9   # the head on the shard's own valid windows
     # predictions are on the single-task shard's own test windows
     test = load_split(tiny["root"] / "shards" / "manifest.json", "test")
     pred = read_predictions(out / "predictions" / "Reb1.tsv")

@@ -42,8 +42,9 @@ def test_report_embeds_every_figure_and_table(report, tiny_run):
                        "Reb1_grammar.png", "multitask_auroc.png", "multitask_filters.png",
                        "multitask_learning_curves.png", "Reb1_imbalance.png", "Reb1_mil.png"}
     assert figures <= embedded
-    assert {"summary.html", "summary.tsv", "paired_summary.tsv", "sweep.tsv", "imbalance.tsv",
-            "receptive_field.tsv", "pairs_summary.tsv", "test_masked.tsv"} <= embedded
+    assert {"summary.html", "summary.tsv", "paired_summary.tsv", "selection.tsv", "sweep.tsv",
+            "imbalance.tsv", "receptive_field.tsv", "pairs_summary.tsv",
+            "test_masked.tsv"} <= embedded
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs "

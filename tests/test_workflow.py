@@ -68,6 +68,14 @@ def test_end_to_end_metrics_and_layout(tiny_run):
     assert (summary["split"] == "test").all()
     cnn = summary[summary["model"] == "cnn"].iloc[0]
     assert cnn["auroc"] > 0.9 and cnn["auroc_lo"] <= cnn["auroc"] <= cnn["auroc_hi"]
+    # the model chosen on the valid split among all of Reb1's (360 peaks), and its check
+    # against the best baseline on the test windows
+    selection = pd.read_csv(tiny_run / "results/metrics/selection.tsv", sep="\t")
+    assert set(selection["model"]) == set(summary["model"])
+    chosen = selection[selection["chosen"]]
+    assert list(chosen["target"]) == ["Reb1"]
+    assert chosen["valid_auroc"].iloc[0] == selection["valid_auroc"].max()
+    assert chosen["delta_auroc_hi"].iloc[0] >= 0, selection
     tomtom = pd.read_csv(tiny_run / "results/motifs/Reb1/tomtom.tsv", sep="\t")
     assert list(tomtom.columns[:7]) == ["query", "target_id", "target_name", "p", "q",
                                         "offset", "strand"]

@@ -246,16 +246,20 @@ def cmd_kmer_baseline(a: argparse.Namespace) -> None:
 
 
 def cmd_pwm_baseline(a: argparse.Namespace) -> None:
+    from .evaluate import auroc_or_nan
     from .motifs import jaspar_motif, max_pwm_score, pwm_logodds
     from .records import write_record
     from .shards import load_split
-    test = load_split(a.shards, "test")
+    valid, test = (load_split(a.shards, s) for s in ("valid", "test"))
     motif = jaspar_motif(a.jaspar_id, release=a.release)
-    score = max_pwm_score(test.X, pwm_logodds(motif.ppm))
+    logodds = pwm_logodds(motif.ppm)
+    score = max_pwm_score(test.X, logodds)
     out = Path(a.out_dir)
     _write_predictions(out / "test_predictions.tsv", test.names, test.y, score)
+    valid_auroc = auroc_or_nan(valid.y, max_pwm_score(valid.X, logodds))
     write_record(out / "record.json", "pwm_jaspar", {"jaspar_id": a.jaspar_id},
                  {"shards": a.shards}, {"matrix_id": motif.matrix_id, "name": motif.name,
+                                        "valid_auroc": valid_auroc,
                                         "score": "max log2-odds over both strands, "
                                                  "uniform background"})
 
@@ -287,6 +291,18 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
                        "split": "test", **delta})
     write_tsv(a.out, pd.DataFrame(rows).round(4))
     write_tsv(a.paired, pd.DataFrame(paired, columns=PAIRED_COLUMNS).round(4))
+
+
+def cmd_choose_model(a: argparse.Namespace) -> None:
+    from .files import write_tsv
+    from .selection import choose_model
+    valid = dict(spec.split("=", 1) for spec in a.valid)
+    test = dict(spec.split("=", 1) for spec in a.test)
+    table = choose_model(a.target, valid, test, n_boot=a.n_boot, seed=a.seed, level=a.level)
+    chosen = table[table["chosen"]].iloc[0]
+    print(f"{a.target}: chose {chosen['model']} (valid AUROC {chosen['valid_auroc']:.4f}, "
+          f"test {chosen['test_auroc']:.4f})", file=sys.stderr)
+    write_tsv(a.out, table.round(4))
 
 
 def cmd_plot_roc_pr(a: argparse.Namespace) -> None:
@@ -440,7 +456,7 @@ def cmd_report_summary(a: argparse.Namespace) -> None:
                   inputs=a.inputs, config=a.config, records=a.records,
                   methylation=a.methylation, scrna_denoise=a.scrna_denoise,
                   scrna_batch=a.scrna_batch, modisco=a.modisco,
-                  sections=_pairs(a.section))
+                  sections=_pairs(a.section), selection=a.selection)
 
 
 def _device_argument(p: argparse.ArgumentParser) -> None:
@@ -555,6 +571,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--paired", required=True, help="TSV of paired differences vs --reference")
     p.add_argument("--reference", default="cnn")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("choose-model", cmd_choose_model,
+            "the target's model with the best valid AUROC, against the best baseline")
+    p.add_argument("--target", required=True)
+    p.add_argument("--valid", nargs="+", required=True, metavar="MODEL=PATH",
+                   help="record.json, transfer runs.tsv or multitask auroc.tsv")
+    p.add_argument("--test", nargs="+", required=True, metavar="MODEL=PATH",
+                   help="test predictions of the same models")
+    p.add_argument("--out", required=True)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
@@ -690,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(arg, default=None, help="result table of an optional stage")
     p.add_argument("--section", nargs="*", default=[], metavar="NAME=TABLE",
                    help="further sections (helixflow.report.SECTIONS) and their tables")
+    p.add_argument("--selection", default=None,
+                   help="results/metrics/selection.tsv: the valid-chosen model per target")
     return parser
 
 

@@ -111,7 +111,8 @@ DEFAULTS: dict = {
 
 AUROC_COLUMNS = ["target", "n_pos", "n_neg", "auroc_multitask", "auroc_multitask_lo",
                  "auroc_multitask_hi", "auroc_single_task", "auroc_single_task_lo",
-                 "auroc_single_task_hi", "delta_auroc", "delta_auroc_lo", "delta_auroc_hi"]
+                 "auroc_single_task_hi", "delta_auroc", "delta_auroc_lo", "delta_auroc_hi",
+                 "valid_auroc_multitask"]
 MASKED_COLUMNS = ["target", "n_pos", "n_neg", "n_unknown", "auroc", "auroc_lo", "auroc_hi",
                   "auprc", "auprc_lo", "auprc_hi"]
 FILTER_COLUMNS = ["filter", "n_sites", "best_jaspar_id", "best_jaspar_name", "p", "q",
@@ -465,7 +466,9 @@ def compare_single_task(model: MultiTaskCNN, shards: Mapping[str, str | Path],
 
     Writes ``pred_dir/{target}.tsv`` (name, label, score) and returns (AUROC_COLUMNS table,
     METRIC_COLUMNS rows for model ``cnn_multitask``). With the single-task model's test
-    predictions on the same windows, a paired bootstrap gives the AUROC difference.
+    predictions on the same windows, a paired bootstrap gives the AUROC difference. The
+    head's AUROC on the target's own valid windows (``valid_auroc_multitask``) lets the
+    workflow choose among a target's models on the valid split (:mod:`helixflow.selection`).
     """
     targets = model.config.targets
     kw = {"n_boot": params["n_boot"], "seed": params["seed"], "level": params["level"]}
@@ -483,7 +486,12 @@ def compare_single_task(model: MultiTaskCNN, shards: Mapping[str, str | Path],
         point = bootstrap_metrics(y, score, **kw)
         metric_rows.append({"target": target, "model": "cnn_multitask", "split": "test",
                             **point})
+        valid = load_split(manifest, "valid")
+        valid_score = predict_multitask(model, valid.X,
+                                        rc_average=params["training"]["rc_average"])
         row = {"target": target, "n_pos": point["n_pos"], "n_neg": point["n_neg"],
+               "valid_auroc_multitask": auroc_or_nan(np.asarray(valid.y),
+                                                     valid_score[:, targets.index(target)]),
                "auroc_multitask": point["auroc"], "auroc_multitask_lo": point["auroc_lo"],
                "auroc_multitask_hi": point["auroc_hi"],
                **single_task_row(metrics, target, params["single_task_model"])}

@@ -89,6 +89,41 @@ def paired_sentences(paired: pd.DataFrame, level: float) -> str:
             "of AUROC(cnn) − AUROC(baseline):</p><ul>" + "".join(items) + "</ul>")
 
 
+def selection_section(selection: pd.DataFrame) -> str:
+    """The valid-chosen model per target, its test AUROC and its paired difference to the
+    best classical baseline (:mod:`helixflow.selection`)."""
+    from .selection import verdict
+    chosen = selection[selection["chosen"].astype(str).str.lower() == "true"]
+    rows, worse = [], 0
+    for r in chosen.itertuples():
+        runner_up = selection[(selection["target"] == r.target) & (selection["model"] != r.model)]
+        second = (f"{runner_up.loc[runner_up['valid_auroc'].idxmax(), 'model']} "
+                  f"{runner_up['valid_auroc'].max():.3f}" if len(runner_up) else "–")
+        said = verdict(pd.Series(r._asdict()))
+        worse += said == "below"
+        mark = {"above": "ok", "below": "no"}.get(said, "")
+        delta = (f"{r.delta_auroc:+.3f} <small>[{r.delta_auroc_lo:+.3f}, "
+                 f"{r.delta_auroc_hi:+.3f}]</small>" if said != "no baseline" else "–")
+        rows.append(
+            f"<tr><td>{html.escape(r.target)}</td><td><b>{html.escape(r.model)}</b></td>"
+            f"<td class=num>{r.valid_auroc:.3f}</td><td>{html.escape(second)}</td>"
+            f"<td class=num>{r.test_auroc:.3f} <small>[{r.test_auroc_lo:.3f}, "
+            f"{r.test_auroc_hi:.3f}]</small></td><td>{html.escape(str(r.baseline))}</td>"
+            f"<td class=num>{delta}</td><td><span class={mark}>{said}</span></td></tr>")
+    summary = (f"<p>For {len(chosen) - worse} of {len(chosen)} targets the model chosen on the "
+               "valid split is not below the best classical baseline on the test windows "
+               "(paired interval).</p>")
+    return ("<h2>The model to use, chosen on the valid split</h2>"
+            "<p>Among every model scored on a target (the CNN, the baselines, the multi-task "
+            "head, each transfer variant) the best valid AUROC is chosen; its test AUROC is "
+            "what a user of the workflow's pick can expect. Δ = test AUROC minus that of the "
+            "baseline with the best test AUROC, paired bootstrap. Every candidate: "
+            "results/metrics/selection.tsv.</p>" + summary +
+            "<table><tr><th>target</th><th>chosen</th><th>valid AUROC</th><th>runner-up "
+            "(valid)</th><th>test AUROC</th><th>best baseline</th><th>Δ AUROC</th>"
+            "<th>vs baseline</th></tr>" + "".join(rows) + "</table>")
+
+
 def motif_sentences(motifs: pd.DataFrame) -> str:
     items = []
     for r in motifs.itertuples():
@@ -357,7 +392,8 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
                   sweep: str | Path, inputs: list[str], config: str, records: list[str],
                   methylation: str | None = None, scrna_denoise: str | None = None,
                   scrna_batch: str | None = None, modisco: str | None = None,
-                  sections: dict[str, str] | None = None) -> None:
+                  sections: dict[str, str] | None = None,
+                  selection: str | Path | None = None) -> None:
     """Write the self-contained HTML summary page."""
     metrics_df = pd.read_csv(metrics, sep="\t")
     motifs_df = pd.read_csv(motifs, sep="\t", keep_default_na=False,
@@ -382,6 +418,7 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
              "self-supervised encoder (the other transfer variants: their own section below, "
              "and results/metrics/summary.tsv). Bold: best AUROC per target.</p>",
              paired_sentences(pd.read_csv(paired, sep="\t"), cfg["evaluate"]["level"]),
+             selection_section(pd.read_csv(selection, sep="\t")) if selection else "",
              "<h2>Do the learned filters recover the known motif?</h2>",
              motif_sentences(motifs_df)]
     if str(sweep) != "none":

@@ -186,6 +186,25 @@ def evaluated_models(target):
     return models
 
 
+def candidate_models(target):
+    """The models the workflow chooses among for ``target`` on the valid split."""
+    models = list(evaluated_models(target))
+    return models + ["cnn_multitask"] if MULTITASK else models
+
+
+def selection_inputs(target):
+    """{valid_MODEL: where its valid AUROC is recorded, test_MODEL: its test predictions}."""
+    runs = f"results/transfer/{target}/runs.tsv"
+    valid = {m: runs for m in transfer_headlines()}
+    valid |= {m: f"results/models/{target}/{m}/record.json" for m in models_of(target)}
+    test = dict(evaluated_models(target))
+    if MULTITASK:
+        valid["cnn_multitask"] = "results/multitask/auroc.tsv"
+        test["cnn_multitask"] = f"results/multitask/predictions/{target}.tsv"
+    return {f"valid_{m}": valid[m] for m in candidate_models(target)} | {
+        f"test_{m}": test[m] for m in candidate_models(target)}
+
+
 def figure_outputs():
     """Every figure of the paper, PNG and SVG."""
     stems = ["metrics_summary"]
@@ -230,6 +249,7 @@ def final_outputs():
     outputs = [
         "results/metrics/summary.tsv",
         "results/metrics/paired_summary.tsv",
+        "results/metrics/selection.tsv",
         "results/motifs/summary.tsv",
         "results/summary.html",
         *figure_outputs(),

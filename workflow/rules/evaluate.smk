@@ -83,6 +83,56 @@ rule evaluate:
         "--out {output.table} --paired {output.paired} 2> {log}"
 
 
+rule choose_model:
+    input:
+        unpack(lambda w: selection_inputs(w.target)),
+    output:
+        "results/metrics/selection/{target}.tsv",
+    params:
+        valid=lambda w, input: [f"{m}={input['valid_' + m]}" for m in candidate_models(w.target)],
+        test=lambda w, input: [f"{m}={input['test_' + m]}" for m in candidate_models(w.target)],
+        n_boot=config["evaluate"]["n_boot"],
+        level=config["evaluate"]["level"],
+        seed=config["seed"],
+        code=CODE["choose-model"],
+    log:
+        "results/logs/choose_model/{target}.log",
+    benchmark:
+        "results/benchmarks/choose_model/{target}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_request("evaluate"),
+        runtime=runtime_request("evaluate"),
+    conda:
+        "../../envs/evaluate.yaml"
+    shell:
+        "helixflow choose-model --target {wildcards.target} --valid {params.valid} "
+        "--test {params.test} --n-boot {params.n_boot} --level {params.level} "
+        "--seed {params.seed} --out {output} 2> {log}"
+
+
+rule selection_summary:
+    input:
+        expand("results/metrics/selection/{target}.tsv", target=TARGETS),
+    output:
+        report("results/metrics/selection.tsv", caption="../report/selection.rst",
+               category="1. Summary"),
+    params:
+        code=CODE["summarize"],
+    log:
+        "results/logs/selection_summary.log",
+    benchmark:
+        "results/benchmarks/selection_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_request("selection_summary"),
+        runtime=runtime_request("selection_summary"),
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "helixflow summarize --tables {input} --out {output} 2> {log}"
+
+
 rule paired_summary:
     input:
         expand("results/metrics/paired/{target}.tsv", target=TARGETS),

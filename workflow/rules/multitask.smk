@@ -25,6 +25,7 @@ if MULTITASK:
                            caption="../report/multitask_filters_table.rst",
                            category="9. Multi-task"),
             record="results/multitask/record.json",
+            predictions=expand("results/multitask/predictions/{target}.tsv", target=TARGETS),
             figures=report(multiext("results/figures/multitask_", "auroc.png", "filters.png",
                                     "learning_curves.png"),
                            caption="../report/multitask.rst", category="9. Multi-task"),

@@ -6,6 +6,7 @@ rule report_summary:
     input:
         metrics="results/metrics/summary.tsv",
         paired="results/metrics/paired_summary.tsv",
+        selection="results/metrics/selection.tsv",
         motifs="results/motifs/summary.tsv",
         sweep="results/metrics/sweep.tsv" if SWEEP_ARMS else [],
         inputs=expand(f"{DATA}/checked/{{target}}.json", target=TARGETS),
@@ -42,4 +43,5 @@ rule report_summary:
     shell:
         "helixflow report-summary --metrics {input.metrics} --paired {input.paired} --motifs {input.motifs} "
         "--sweep {params.sweep} --inputs {input.inputs} --config {params.config:q} "
-        "--records {input.records} {params.omics} --out {output} 2> {log}"
+        "--records {input.records} --selection {input.selection} {params.omics} --out {output} "
+        "2> {log}"
