@@ -288,8 +288,8 @@ def test_alignments_instead_of_peaks(tmp_path):
 
 
 @pytest.mark.parametrize("row, expected", [
-    ("Reb1\tpeaks/r.bed\tchip/r.bam\t\tauto\tfungi", "either 'peaks' or 'treatment_bam', not both"),
-    ("Reb1\t\t\t\tauto\tfungi", "either 'peaks' or 'treatment_bam'"),
+    ("Reb1\tpeaks/r.bed\tchip/r.bam\t\tauto\tfungi", "not peaks and treatment_bam"),
+    ("Reb1\t\t\t\tauto\tfungi", "one of 'peaks', 'treatment_bam' or 'sequences'"),
     ("Reb1\tpeaks/r.bed\t\tchip/input.bam\tauto\tfungi", "'control_bam' but no 'treatment_bam'"),
     ("Reb1\t\tchip/r.sam\t\tauto\tfungi", "column 'treatment_bam'"),
 ])
@@ -386,3 +386,19 @@ def test_sheet_line_numbers_count_blank_and_comment_lines(tmp_path):
     with pytest.raises(InputError) as err:
         read_sample_sheet(sheet)
     assert err.value.line == 6 and "'/abs/abf1.bed'" in str(err.value)
+
+
+def test_a_target_given_as_a_sequence_table(tmp_path):
+    path = _sheet(tmp_path, "Ctcf\t\ttables/ctcf.tsv.gz\tvertebrates",
+                  header="target\tpeaks\tsequences\ttax_group")
+    sheet = read_sample_sheet(path)
+    assert sheet.loc["Ctcf", "sequences"] == "tables/ctcf.tsv.gz"
+    assert sheet.loc["Ctcf", "peak_format"] == "auto"     # not needed, filled in
+    both = _sheet(tmp_path, "Ctcf\tp.bed\tt.tsv\tvertebrates",
+                  header="target\tpeaks\tsequences\ttax_group")
+    with pytest.raises(InputError, match="line 2: .*not peaks and sequences"):
+        read_sample_sheet(both)
+    outside = _sheet(tmp_path, "Ctcf\t\t../t.tsv\tvertebrates",
+                     header="target\tpeaks\tsequences\ttax_group")
+    with pytest.raises(InputError, match="line 2: column 'sequences'"):
+        read_sample_sheet(outside)

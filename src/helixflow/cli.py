@@ -231,6 +231,11 @@ def cmd_plot_sweep(a: argparse.Namespace) -> None:
                        title=f"{a.target}: capacity vs train/valid AUROC")
 
 
+def cmd_sequence_shards(a: argparse.Namespace) -> None:
+    from .sequence_table import build_table_shards
+    build_table_shards(a.sequences, a.out_dir, a.target, a.seed, a.checked)
+
+
 def cmd_kmer_baseline(a: argparse.Namespace) -> None:
     from .kmers import fit_kmer_logreg
     from .records import write_record
@@ -573,6 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="cnn")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("sequence-shards", cmd_sequence_shards,
+            "shards of a target given as labelled sequences (a table or a FASTA)")
+    for arg in ("--target", "--sequences", "--out-dir", "--checked"):
+        p.add_argument(arg, required=True)
     p.add_argument("--seed", type=int, default=0)
 
     p = add("choose-model", cmd_choose_model,

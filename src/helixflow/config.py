@@ -24,7 +24,7 @@ MIL_BAG_BP = 1000
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 # sample-sheet columns that name inputs (comma-separated where several), relative to the mirror
-SHEET_PATH_COLUMNS = ("peaks", "treatment_bam", "control_bam")
+SHEET_PATH_COLUMNS = ("peaks", "treatment_bam", "control_bam", "sequences")
 
 
 def load_schema(name: str, schema_dir: str | Path | None = None) -> dict:
@@ -156,15 +156,19 @@ def read_sample_sheet(path: str | Path, schema_dir: str | Path | None = None) ->
         raise InputError(f"target '{duplicated.iloc[0]}' appears twice", path=path,
                          line=int(duplicated.index[0]) + 2, fix="give each target one row")
     for col in ("peaks", "peaks_url", "peaks_sha256", "jaspar_id", "treatment_bam",
-                "control_bam"):
+                "control_bam", "sequences", "peak_format"):
         if col not in sheet:
             sheet[col] = ""
+    sheet["peak_format"] = sheet["peak_format"].replace("", "auto")
     for i, row in zip(sheet.index, sheet.itertuples(), strict=True):
-        if bool(row.peaks) == bool(row.treatment_bam):
-            raise InputError(f"target '{row.target}' needs either 'peaks' or 'treatment_bam'"
-                             + (", not both" if row.peaks else ""), path=path, line=i + 2,
-                             fix="give a peaks file, or ChIP alignments to call peaks from "
-                             "with MACS3 (and leave the other empty)")
+        given = [c for c in ("peaks", "treatment_bam", "sequences") if getattr(row, c)]
+        if len(given) != 1:
+            raise InputError(f"target '{row.target}' needs one of 'peaks', 'treatment_bam' or "
+                             f"'sequences'" + (f", not {' and '.join(given)}" if given else ""),
+                             path=path, line=i + 2,
+                             fix="give a peaks file, ChIP alignments to call peaks from with "
+                             "MACS3, or a table of labelled sequences (and leave the others "
+                             "empty)")
         if row.control_bam and not row.treatment_bam:
             raise InputError(f"target '{row.target}' has 'control_bam' but no 'treatment_bam'",
                              path=path, line=i + 2, fix="add the ChIP alignments or drop the "

@@ -455,7 +455,12 @@ def _inputs_table(cfg: dict, checked: dict) -> str:
             digest = sha256sum(staged) if staged.is_file() else spec.get("sha256") or ""
             rows.append((key, str(staged), digest, ""))
     for target, info in checked["targets"].items():
-        rows.append((f"peaks {target}", info["path"], info["sha256"], f"{info['peaks']} peaks"))
+        if "sequences" in info:     # a target given as labelled sequences
+            rows.append((f"sequences {target}", info["path"], info["sha256"],
+                         f"{info['sequences']} sequences"))
+        else:
+            rows.append((f"peaks {target}", info["path"], info["sha256"],
+                         f"{info['peaks']} peaks"))
     body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td><code>{c}</code>"
                    f"</td><td>{d}</td></tr>" for a, b, c, d in rows)
     return "<table><tr><th>input</th><th>file</th><th>sha256</th><th></th></tr>" + body + \

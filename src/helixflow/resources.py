@@ -59,6 +59,8 @@ COSTS: dict[str, Cost] = {
     "windows": Cost(600, 3.0, 10, 0.1, inputs=("peaks", "tiles")),
     "check_splits": Cost(500, 3.0, 5, 0.05, inputs=("windows",)),
     "shards": Cost(600, 1.0, 10, 0.05, inputs=("windows",)),
+    # a table of sequences is read whole: its strings, then one byte per base × 4 (one-hot)
+    "sequence_shards": Cost(600, 8.0, 10, 0.1, inputs=("sequences",)),
     # models on shards (memory-mapped: the pages read count towards RSS)
     "train_cnn": Cost(TORCH_MB, 2.0, 30, 0.5, inputs=("shards",)),
     "sweep_arm": Cost(TORCH_MB, 2.0, 30, 0.5, inputs=("shards",)),

@@ -32,11 +32,15 @@ shell.prefix(shell_prefix(Path(workflow.basedir) / "src",
                           python="python" if _CONDA else sys.executable,
                           config_source=CONFIG_SOURCE))
 TARGETS = list(SAMPLES.index)
+# targets given as labelled sequences (helixflow.sequence_table) have shards but no peaks:
+# the stages that need genome coordinates (multi-task, imbalance, MIL) use the others
+SEQUENCE_TARGETS = [t for t in TARGETS if SAMPLES.loc[t, "sequences"]]
+PEAK_TARGETS = [t for t in TARGETS if t not in SEQUENCE_TARGETS]
 GENOME = config["genome"]["name"]
 DATA = f"results/data/{GENOME}"
 SWEEP = config.get("sweep") or {"target": None, "arms": []}
 SWEEP_TARGET = SWEEP["target"] or TARGETS[0]
-IMBALANCE_TARGET = (config.get("imbalance") or {}).get("target") or TARGETS[0]
+IMBALANCE_TARGET = (config.get("imbalance") or {}).get("target") or (PEAK_TARGETS or TARGETS)[0]
 SWEEP_ARMS = {arm["name"]: arm for arm in SWEEP["arms"]}
 METHYLATION = config.get("methylation")
 ATTRIBUTIONS = config.get("attributions")
@@ -46,6 +50,8 @@ IMBALANCE = config.get("imbalance")
 MIL = config.get("mil")
 PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
+if not PEAK_TARGETS:   # sequence tables only: no coordinates for the stages that need them
+    MULTITASK = IMBALANCE = MIL = None
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
 # Where training runs (helixflow.device): the rules that train ask the scheduler for a GPU
 # unless the config says `device: cpu`; a job granted a GPU that torch cannot see stops.
@@ -57,8 +63,13 @@ GPU = 0 if DEVICE == "cpu" else 1
 CODE = command_digests()
 
 
+def one_of(names):
+    """A wildcard pattern matching exactly ``names`` (nothing when empty)."""
+    return "|".join(names) or "(?!)"
+
+
 wildcard_constraints:
-    target="|".join(TARGETS),
+    target=one_of(TARGETS),
 
 
 def staged_inputs():
@@ -71,6 +82,8 @@ def staged_inputs():
     for row in SAMPLES.itertuples():
         if row.peaks:
             inputs[row.peaks] = (row.peaks_url, row.peaks_sha256)
+        if row.sequences:
+            inputs[row.sequences] = ("", "")
         for bam in filter(None, f"{row.treatment_bam},{row.control_bam}".split(",")):
             inputs[bam] = inputs[f"{bam}.bai"] = ("", "")
     extra = (config.get("multitask") or {}).get("extra_targets", []) + (
@@ -82,6 +95,11 @@ def staged_inputs():
 
 
 INPUTS = staged_inputs()
+if IMBALANCE and IMBALANCE_TARGET in SEQUENCE_TARGETS:
+    raise ValueError(f"helixflow: config: imbalance.target '{IMBALANCE_TARGET}' is given as "
+                     f"sequences, without the genome coordinates the imbalance stage draws "
+                     f"its negatives from; name a peaks target ({', '.join(PEAK_TARGETS)}) "
+                     f"or set 'imbalance: null'")
 if SWEEP_TARGET not in TARGETS and SWEEP_ARMS:
     raise ValueError(f"helixflow: config: sweep.target '{SWEEP_TARGET}' is not in the sample "
                      f"sheet {config['samples']}; use one of {', '.join(TARGETS)}")
@@ -133,7 +151,7 @@ def peaks_of(wildcards):
 
 def multitask_peaks():
     """{target: peaks file} of the multi-task heads: the sheet's targets, then the extra ones."""
-    peaks = {t: target_peaks(t) for t in TARGETS}
+    peaks = {t: target_peaks(t) for t in PEAK_TARGETS}
     peaks |= {e["target"]: f"resources/{e['path']}" for e in MULTITASK["extra_targets"]}
     return peaks
 
@@ -189,7 +207,7 @@ def evaluated_models(target):
 def candidate_models(target):
     """The models the workflow chooses among for ``target`` on the valid split."""
     models = list(evaluated_models(target))
-    return models + ["cnn_multitask"] if MULTITASK else models
+    return models + ["cnn_multitask"] if MULTITASK and target in PEAK_TARGETS else models
 
 
 def selection_inputs(target):
@@ -198,7 +216,7 @@ def selection_inputs(target):
     valid = {m: runs for m in transfer_headlines()}
     valid |= {m: f"results/models/{target}/{m}/record.json" for m in models_of(target)}
     test = dict(evaluated_models(target))
-    if MULTITASK:
+    if "cnn_multitask" in candidate_models(target):
         valid["cnn_multitask"] = "results/multitask/auroc.tsv"
         test["cnn_multitask"] = f"results/multitask/predictions/{target}.tsv"
     return {f"valid_{m}": valid[m] for m in candidate_models(target)} | {

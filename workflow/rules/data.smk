@@ -1,5 +1,5 @@
 # Inputs → staged files → indexed genome → checked peaks → labelled windows → leak check
-# → one-hot shards.
+# → one-hot shards; a target given as a table of labelled sequences → its shards directly.
 
 
 rule stage_input:
@@ -99,6 +99,8 @@ rule check_peaks:
         peaks=peaks_of,
     output:
         f"{DATA}/checked/{{target}}.json",
+    wildcard_constraints:
+        target=one_of(PEAK_TARGETS),
     params:
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
         blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
@@ -161,6 +163,8 @@ rule windows:
     output:
         bed=f"{DATA}/windows/{{target}}.bed",
         record=f"{DATA}/windows/{{target}}.record.json",
+    wildcard_constraints:
+        target=one_of(PEAK_TARGETS),
     params:
         fmt=peak_format_of,
         aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
@@ -191,6 +195,8 @@ rule check_splits:
         sizes=f"{DATA}/chrom.sizes",
     output:
         f"{DATA}/windows/{{target}}.splits_ok.json",
+    wildcard_constraints:
+        target=one_of(PEAK_TARGETS),
     params:
         json=as_json(config["splits"]),
         code=CODE["check-splits"],
@@ -216,6 +222,8 @@ rule shards:
         fasta=f"{DATA}/genome.fa",
     output:
         f"{DATA}/shards/{{target}}/manifest.json",
+    wildcard_constraints:
+        target=one_of(PEAK_TARGETS),
     params:
         out_dir=lambda w: f"{DATA}/shards/{w.target}",
         seed=config["seed"],
@@ -233,3 +241,34 @@ rule shards:
     shell:
         "helixflow shards --windows {input.windows} --fasta {input.fasta} "
         "--out-dir {params.out_dir} --seed {params.seed} 2> {log}"
+
+
+# A target given as labelled sequences (sample sheet 'sequences': a table, or a FASTA of
+# positives with shuffled negatives): checked and written as shards in one step; splits
+# from its 'split' column or the fold rule (helixflow.sequence_table).
+rule sequence_shards:
+    input:
+        sequences=lambda w: f"resources/{SAMPLES.loc[w.target, 'sequences']}",
+    output:
+        manifest=f"{DATA}/shards/{{target}}/manifest.json",
+        checked=f"{DATA}/checked/{{target}}.json",
+    wildcard_constraints:
+        target=one_of(SEQUENCE_TARGETS),
+    params:
+        out_dir=lambda w: f"{DATA}/shards/{w.target}",
+        seed=config["seed"],
+        code=CODE["sequence-shards"],
+    priority: 100
+    log:
+        "results/logs/sequence_shards/{target}.log",
+    benchmark:
+        "results/benchmarks/sequence_shards/{target}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_request("sequence_shards"),
+        runtime=runtime_request("sequence_shards"),
+    conda:
+        "../../envs/data.yaml"
+    shell:
+        "helixflow sequence-shards --target {wildcards.target} --sequences {input.sequences} "
+        "--out-dir {params.out_dir} --checked {output.checked} --seed {params.seed} 2> {log}"

@@ -77,7 +77,9 @@ if GRAMMAR:
 
     rule grammar:
         input:
-            windows=f"{DATA}/windows/{{target}}.bed",
+            # a sequence-table target has no coordinates: de-duplicated by sequence instead
+            windows=lambda w: [] if w.target in SEQUENCE_TARGETS
+            else f"{DATA}/windows/{w.target}.bed",
             shards=f"{DATA}/shards/{{target}}/manifest.json",
             weights="results/models/{target}/cnn/model.safetensors",
             tomtom="results/motifs/{target}/tomtom.tsv",
@@ -97,6 +99,7 @@ if GRAMMAR:
             model_dir=lambda w, input: Path(input.weights).parent,
             motif_dir=lambda w, input: Path(input.tomtom).parent,
             out_dir=lambda w, output: Path(output.record).parent,
+            windows=lambda w, input: f"--windows {input.windows}" if input.windows else "",
             json=as_json(GRAMMAR),
             code=CODE["grammar"],
         log:
@@ -111,7 +114,7 @@ if GRAMMAR:
             "../../envs/interpret.yaml"
         shell:
             "helixflow grammar --target {wildcards.target} --model-dir {params.model_dir} "
-            "--shards {input.shards} --windows {input.windows} --motif-dir {params.motif_dir} "
+            "--shards {input.shards} {params.windows} --motif-dir {params.motif_dir} "
             "--out-dir {params.out_dir} --figure {output.figure} --params {params.json:q} "
             "2> {log}"
 

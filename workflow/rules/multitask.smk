@@ -7,10 +7,10 @@ if MULTITASK:
     rule multitask:
         input:
             peaks=multitask_peaks().values(),
-            shards=expand(f"{DATA}/shards/{{target}}/manifest.json", target=TARGETS),
+            shards=expand(f"{DATA}/shards/{{target}}/manifest.json", target=PEAK_TARGETS),
             predictions=expand("results/models/{target}/cnn/test_predictions.tsv",
-                               target=TARGETS),
-            metrics=expand("results/metrics/{target}.tsv", target=TARGETS),
+                               target=PEAK_TARGETS),
+            metrics=expand("results/metrics/{target}.tsv", target=PEAK_TARGETS),
             fasta=f"{DATA}/genome.fa",
             tiles=tiles_file(config["windows"]["width"]),
             sizes=f"{DATA}/chrom.sizes",
@@ -25,7 +25,8 @@ if MULTITASK:
                            caption="../report/multitask_filters_table.rst",
                            category="9. Multi-task"),
             record="results/multitask/record.json",
-            predictions=expand("results/multitask/predictions/{target}.tsv", target=TARGETS),
+            predictions=expand("results/multitask/predictions/{target}.tsv",
+                               target=PEAK_TARGETS),
             figures=report(multiext("results/figures/multitask_", "auroc.png", "filters.png",
                                     "learning_curves.png"),
                            caption="../report/multitask.rst", category="9. Multi-task"),
@@ -34,9 +35,10 @@ if MULTITASK:
         params:
             device=DEVICE,
             peaks=lambda w: " ".join(f"{t}={p}" for t, p in multitask_peaks().items()),
-            shards=lambda w, input: " ".join(f"{t}={p}" for t, p in zip(TARGETS, input.shards)),
+            shards=lambda w, input: " ".join(
+                f"{t}={p}" for t, p in zip(PEAK_TARGETS, input.shards)),
             predictions=lambda w, input: " ".join(
-                f"{t}={p}" for t, p in zip(TARGETS, input.predictions)),
+                f"{t}={p}" for t, p in zip(PEAK_TARGETS, input.predictions)),
             aliases=lambda w, input: f"--aliases {input.aliases}" if input.aliases else "",
             blacklist=lambda w, input: f"--blacklist {input.blacklist}" if input.blacklist else "",
             json=as_json({**MULTITASK["params"], "seed": config["seed"],

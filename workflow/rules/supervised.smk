@@ -52,7 +52,7 @@ if IMBALANCE:
 
 if MIL:
 
-    MIL_TARGETS = [t for t in TARGETS if has_jaspar(t)]
+    MIL_TARGETS = [t for t in PEAK_TARGETS if has_jaspar(t)]
     MIL_BAG = MIL["params"].get("bag", MIL_BAG_BP)   # bp
 
     rule mil:
