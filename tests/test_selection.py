@@ -33,9 +33,10 @@ def models(tmp_path):
     write_json(tmp_path / "kmer" / "record.json",
                {"results": {"chosen": {"k": 5, "C": 0.1, "valid_auroc": 0.70}}})
     write_json(tmp_path / "pwm" / "record.json", {"results": {"valid_auroc": 0.60}})
-    pd.DataFrame({"encoder": ["pretrained"] * 3, "mode": ["finetune"] * 3,
-                  "fraction": [1.0, 1.0, 0.1], "seed": [1, 0, 0],
-                  "valid_auroc": [0.50, 0.95, 0.99]}).to_csv(tmp_path / "runs.tsv", sep="\t")
+    pd.DataFrame({"encoder": ["pretrained"] * 4, "mode": ["finetune"] * 3 + ["freeze_unfreeze"],
+                  "fraction": [1.0, 1.0, 0.1, 1.0], "seed": [1, 0, 0, 0],
+                  "valid_auroc": [0.50, 0.95, 0.99, 0.61]}).to_csv(tmp_path / "runs.tsv",
+                                                                   sep="\t")
     pd.DataFrame({"target": ["REB1"], "valid_auroc_multitask": [0.80]}).to_csv(
         tmp_path / "auroc.tsv", sep="\t", index=False)
     valid = {"cnn": tmp_path / "cnn" / "record.json",
@@ -52,6 +53,8 @@ def test_each_stage_record_gives_its_valid_auroc(models):
     # transfer: 100% of the labels, the first seed (not the 10% run, not seed 1)
     assert read == {"cnn": 0.90, "pwm_jaspar": 0.60, "kmer_logreg": 0.70,
                     "pretrained_finetune": 0.95, "cnn_multitask": 0.80}
+    # a mode whose name has an underscore
+    assert valid_auroc("pretrained_freeze_unfreeze", valid["pretrained_finetune"], "REB1") == 0.61
 
 
 def test_the_best_valid_model_is_chosen_even_when_it_loses_on_test(models):

@@ -40,9 +40,8 @@ def valid_auroc(model: str, source: str | Path, target: str) -> float:
         value = results.get("valid_auroc", results.get("chosen", {}).get("valid_auroc"))
     elif path.name == "runs.tsv":
         runs = pd.read_csv(path, sep="\t")
-        encoder, mode = model.rsplit("_", 1)
-        rows = runs[(runs["encoder"] == encoder) & (runs["mode"] == mode)
-                    & (runs["fraction"] == 1.0)]
+        named = runs["encoder"].astype(str) + "_" + runs["mode"].astype(str)  # freeze_unfreeze
+        rows = runs[(named == model) & (runs["fraction"] == 1.0)]
         value = rows.loc[rows["seed"] == rows["seed"].min(), "valid_auroc"].iloc[0] \
             if len(rows) else None
     elif path.name == "auroc.tsv":
