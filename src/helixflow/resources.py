@@ -78,6 +78,10 @@ COSTS: dict[str, Cost] = {
     "pretrain": Cost(2500, base_min=240),
     # counts at most diagnostics.max_train_windows (50,000) training windows
     "pretrain_diagnostics": Cost(3500, base_min=60),
+    # omics stages: fixed inputs (not genome-sized); peaks measured on the default's
+    # inputs: scRNA 1,727 MB (over the 1,500 MB default request), methylation 603 MB, 11 min
+    "scrna": Cost(1800, base_min=20),
+    "methylation_mae": Cost(1000, base_min=20),
     # evaluation and figures: tables of predictions
     "evaluate": Cost(600, 5.0, 10, 0.5),
     "plot_roc_pr": Cost(600, 5.0, 5, 0.2),
