@@ -410,6 +410,12 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
              "chromosomes, which no training or model-selection step saw; intervals are "
              f"{round(100 * cfg['evaluate']['level'])}% percentile bootstrap intervals over "
              "windows.</p>",
+             *(["<p>Targets given as sequence tables ("
+                + ", ".join(html.escape(t) for t, i in checked["targets"].items()
+                            if "sequences" in i)
+                + ") have no chromosomes: their split is the table's <code>split</code> column "
+                "or the fold rule (10% valid, 10% test by each sequence's hash).</p>"]
+               if any("sequences" in i for i in checked["targets"].values()) else []),
              "<h2>Held-out performance</h2>", metrics_table(metrics_df),
              "<p>cnn = the CNN (settings chosen per target on the valid split); pwm_jaspar = the "
              "target's JASPAR PWM, best log-odds over both strands; kmer_logreg = logistic "
