@@ -275,7 +275,7 @@ def train_gene_finder(onehots: dict[str, np.ndarray], labels: dict[str, np.ndarr
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(part)
+            total += float(loss.detach()) * len(part)
         predicted = {c: predict_classes(model, onehots[c], tile) > 0 for c in valid}
         f1 = nucleotide_f1(predicted, {c: labels[c] > 0 for c in valid})
         history.append({"epoch": epoch, "train_loss": total / len(spans), "valid_f1": f1})

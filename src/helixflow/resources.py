@@ -84,6 +84,7 @@ COSTS: dict[str, Cost] = {
     "methylation_mae": Cost(1000, base_min=20),
     # evaluation and figures: tables of predictions
     "evaluate": Cost(600, 5.0, 10, 0.5),
+    "choose_model": Cost(600, 5.0, 10, 0.5),     # reads the same predictions as evaluate
     "plot_roc_pr": Cost(600, 5.0, 5, 0.2),
 }
 DEFAULT = Cost(1000, base_min=10)   # summaries, figures, the report, omics stages

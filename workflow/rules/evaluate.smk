@@ -89,8 +89,8 @@ rule choose_model:
     output:
         "results/metrics/selection/{target}.tsv",
     params:
-        valid=lambda w, input: [f"{m}={input['valid_' + m]}" for m in candidate_models(w.target)],
-        test=lambda w, input: [f"{m}={input['test_' + m]}" for m in candidate_models(w.target)],
+        valid=lambda w, input: [f"{m}={input[f'valid_{m}']}" for m in candidate_models(w.target)],
+        test=lambda w, input: [f"{m}={input[f'test_{m}']}" for m in candidate_models(w.target)],
         n_boot=config["evaluate"]["n_boot"],
         level=config["evaluate"]["level"],
         seed=config["seed"],
@@ -101,8 +101,8 @@ rule choose_model:
         "results/benchmarks/choose_model/{target}.tsv"
     threads: 1
     resources:
-        mem_mb=mem_request("evaluate"),
-        runtime=runtime_request("evaluate"),
+        mem_mb=mem_request("choose_model"),
+        runtime=runtime_request("choose_model"),
     conda:
         "../../envs/evaluate.yaml"
     shell:
