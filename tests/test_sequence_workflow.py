@@ -5,11 +5,11 @@ baselines, the valid-chosen model and the motif report."""
 from __future__ import annotations
 
 import gzip
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_workflow import planned_jobs
 from tiny_project import MOTIF, make_project, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -35,12 +35,6 @@ def write_table(path, n: int = 2000, length: int = 100, seed: int = 11) -> None:
         handle.write("\n".join(lines) + "\n")
 
 
-def planned(result) -> dict[str, int]:
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$",
-                                                             result.stdout + result.stderr,
-                                                             re.MULTILINE)}
-
-
 def test_a_mixed_sheet_plans_genome_stages_for_peak_targets_only(tmp_path):
     make_project(tmp_path, sweep=None)
     write_table(tmp_path / "mirror" / "tables" / "reb1.tsv.gz")
@@ -49,7 +43,7 @@ def test_a_mixed_sheet_plans_genome_stages_for_peak_targets_only(tmp_path):
                                        "Reb1tab\t\t\t\tauto\tfungi\tMA0363\ttables/reb1.tsv.gz\n")
     result = snakemake(tmp_path, "-n", "-q", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = planned(result)
+    jobs = planned_jobs(result)
     assert jobs["sequence_shards"] == 1 and jobs["windows"] == 1 and jobs["check_peaks"] == 1
     assert jobs["train_cnn"] == 2 and jobs["motifs"] == 2 and jobs["choose_model"] == 2
     assert jobs["multitask"] == 1 and jobs["mil"] == 1      # the peaks target's only

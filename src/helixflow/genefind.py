@@ -12,7 +12,6 @@ longest-ORF scan (:func:`longest_orfs`).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,9 +294,3 @@ def labels_from_genes(genes: list[Gene], sizes: dict[str, int]) -> dict[str, np.
                        columns=["chrom", "start", "end", "strand", "gene"])
     return position_labels(cds, sizes)
 
-
-def by_chrom(genes: list[Gene]) -> dict[str, list[Gene]]:
-    out: dict[str, list[Gene]] = defaultdict(list)
-    for g in genes:
-        out[g.chrom].append(g)
-    return out

@@ -95,11 +95,11 @@ def selection_section(selection: pd.DataFrame) -> str:
     from .selection import verdict
     chosen = selection[selection["chosen"].astype(str).str.lower() == "true"]
     rows, worse = [], 0
-    for r in chosen.itertuples():
+    for _, r in chosen.iterrows():
         runner_up = selection[(selection["target"] == r.target) & (selection["model"] != r.model)]
         second = (f"{runner_up.loc[runner_up['valid_auroc'].idxmax(), 'model']} "
                   f"{runner_up['valid_auroc'].max():.3f}" if len(runner_up) else "–")
-        said = verdict(pd.Series(r._asdict()))
+        said = verdict(r)
         worse += said == "below"
         mark = {"above": "ok", "below": "no"}.get(said, "")
         delta = (f"{r.delta_auroc:+.3f} <small>[{r.delta_auroc_lo:+.3f}, "
@@ -410,12 +410,7 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
              "chromosomes, which no training or model-selection step saw; intervals are "
              f"{round(100 * cfg['evaluate']['level'])}% percentile bootstrap intervals over "
              "windows.</p>",
-             *(["<p>Targets given as sequence tables ("
-                + ", ".join(html.escape(t) for t, i in checked["targets"].items()
-                            if "sequences" in i)
-                + ") have no chromosomes: their split is the table's <code>split</code> column "
-                "or the fold rule (10% valid, 10% test by each sequence's hash).</p>"]
-               if any("sequences" in i for i in checked["targets"].values()) else []),
+             _sequence_split_note(checked),
              "<h2>Held-out performance</h2>", metrics_table(metrics_df),
              "<p>cnn = the CNN (settings chosen per target on the valid split); pwm_jaspar = the "
              "target's JASPAR PWM, best log-odds over both strands; kmer_logreg = logistic "
@@ -450,6 +445,18 @@ def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, moti
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
     with atomic_path(out) as tmp:
         tmp.write_text(page)
+
+
+def _sequence_split_note(checked: dict) -> str:
+    """How targets given as sequence tables are split ('' when there are none)."""
+    tables = [t for t, info in checked["targets"].items() if "sequences" in info]
+    if not tables:
+        return ""
+    from .sequence_table import TEST_FRACTION, VALID_FRACTION  # torch: only when needed
+    return (f"<p>Targets given as sequence tables ({', '.join(map(html.escape, tables))}) "
+            "have no chromosomes: their split is the table's <code>split</code> column or the "
+            f"fold rule ({VALID_FRACTION:.0%} valid, {TEST_FRACTION:.0%} test by each "
+            "sequence's hash).</p>")
 
 
 def _inputs_table(cfg: dict, checked: dict) -> str:

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .encode import ALPHABET, one_hot
+from .encode import one_hot
 from .errors import InputError
-from .files import atomic_path, open_text, sha256sum, write_json
+from .files import open_text, sha256sum, write_json
 from .intervals import SPLITS
-from .shards import shuffled_sequences
+from .shards import add_split, new_manifest, shuffled_sequences, write_array
 
 VALID_FRACTION = 0.1
 TEST_FRACTION = 0.1
@@ -189,8 +189,9 @@ def build_table_shards(path: str | Path, out_dir: str | Path, target: str, seed:
                              f"{int(len(labels) - labels.sum())} negatives: it needs both",
                              path=path, fix="add sequences, fix the 'split' column, or drop "
                              "it so the fold rule splits the table")
-    manifest = {"format": "helixflow-onehot-shards/1", "alphabet": ALPHABET, "window": window,
-                "seed": seed, "splits": {}, "sources": {"sequences": sha256sum(path)}}
+    digest = sha256sum(path)
+    manifest = new_manifest(window, seed, {"sequences": digest})
+    out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for s, split in enumerate(SPLITS):
         rows = np.flatnonzero(splits == split)
@@ -198,29 +199,15 @@ def build_table_shards(path: str | Path, out_dir: str | Path, target: str, seed:
         X = _one_hot_centred([table.sequences[i] for i in rows], shuffle, window,
                              seed + 1000 * s)
         y = table.labels[rows]
-        names = [table.names[i] for i in rows]
-        names_path = out_dir / f"{split}.names.txt"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(names_path) as tmp:
-            tmp.write_text("".join(f"{n}\n" for n in names))
-        entries = {}
-        for key, array in (("x", X), ("y", y)):
-            array_path = out_dir / f"{split}.{key}.npy"
-            with atomic_path(array_path) as tmp:
-                np.save(tmp, array)
-            entries[key] = {"file": array_path.name, "sha256": sha256sum(array_path),
-                            "shape": list(array.shape), "dtype": str(array.dtype)}
         kinds = {"sequence": int((~shuffle).sum())} | (
             {"shuffle": int(shuffle.sum())} if shuffle.any() else {})
-        manifest["splits"][split] = {
-            "n": len(rows), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
-            "by_kind": kinds, **entries,
-            "names": {"file": names_path.name, "sha256": sha256sum(names_path)}}
+        add_split(manifest, out_dir, split, write_array(out_dir / f"{split}.x.npy", X), y,
+                  [table.names[i] for i in rows], kinds)
         counts[split] = {"n": len(rows), "n_pos": int(y.sum())}
         print(f"sequence-shards: {target} {split}: {len(rows):,} sequences "
               f"({int(y.sum()):,} positive)", file=sys.stderr, flush=True)
     write_json(out_dir / "manifest.json", manifest)
     write_json(checked, {"targets": {target: {
-        "path": str(path), "sha256": sha256sum(path), "sequences": len(table.names),
+        "path": str(path), "sha256": digest, "sequences": len(table.names),
         "window": window, "per_split": counts}}})
     return manifest

@@ -46,10 +46,30 @@ def _array_entry(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> dict:
             "dtype": str(np.dtype(dtype))}
 
 
-def _write_array(path: Path, array: np.ndarray) -> dict:
+def write_array(path: Path, array: np.ndarray) -> dict:
+    """Save ``array`` as ``.npy`` (atomically); returns its manifest entry."""
     with atomic_path(path) as tmp:
         np.save(tmp, array)
     return _array_entry(path, array.shape, array.dtype)
+
+
+def new_manifest(window: int, seed: int, sources: dict[str, str]) -> dict:
+    """The manifest's header; :func:`add_split` fills ``splits``."""
+    return {"format": "helixflow-onehot-shards/1", "alphabet": ALPHABET, "window": window,
+            "seed": seed, "splits": {}, "sources": sources}
+
+
+def add_split(manifest: dict, out_dir: Path, split: str, x_entry: dict, y: np.ndarray,
+              names: list[str], by_kind: dict[str, int]) -> None:
+    """Write a split's labels and names beside its one-hot array (``x_entry``) and list all
+    three in ``manifest``."""
+    names_path = out_dir / f"{split}.names.txt"
+    with atomic_path(names_path) as tmp:
+        tmp.write_text("".join(f"{n}\n" for n in names))
+    manifest["splits"][split] = {
+        "n": len(y), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
+        "by_kind": by_kind, "x": x_entry, "y": write_array(out_dir / f"{split}.y.npy", y),
+        "names": {"file": names_path.name, "sha256": sha256sum(names_path)}}
 
 
 def _write_onehot(path: Path, fasta: str | Path, part: pd.DataFrame, window: int,
@@ -63,7 +83,7 @@ def _write_onehot(path: Path, fasta: str | Path, part: pd.DataFrame, window: int
     """
     shape = (len(part), 4, window)
     if not len(part):
-        return _write_array(path, np.zeros(shape, dtype=np.uint8))
+        return write_array(path, np.zeros(shape, dtype=np.uint8))
     row_bytes = 4 * window
     with atomic_path(path) as tmp, open(tmp, "w+b") as handle:
         np.lib.format.write_array_header_1_0(handle, {
@@ -103,24 +123,14 @@ def build_shards(windows_bed: str | Path, fasta: str | Path, out_dir: str | Path
     if len(widths) != 1:
         raise InputError(f"windows have several widths {sorted(widths)}", path=windows_bed,
                          fix="rebuild the windows with one 'windows: width'")
-    manifest = {"format": "helixflow-onehot-shards/1", "alphabet": ALPHABET,
-                "window": widths.pop(), "seed": seed, "splits": {},
-                "sources": {"windows": sha256sum(windows_bed), **(sources or {})}}
+    manifest = new_manifest(widths.pop(), seed,
+                            {"windows": sha256sum(windows_bed), **(sources or {})})
     for split in SPLITS:
         part = windows[windows["split"] == split].reset_index(drop=True)
-        y = part["label"].to_numpy(dtype=np.uint8)
-        names_path = out_dir / f"{split}.names.txt"
-        with atomic_path(names_path) as tmp:
-            tmp.write_text("".join(f"{n}\n" for n in part["name"]))
         x_entry = _write_onehot(out_dir / f"{split}.x.npy", fasta, part, manifest["window"],
                                 seed + 1000 * SPLITS.index(split))
-        manifest["splits"][split] = {
-            "n": len(part), "n_pos": int(y.sum()), "n_neg": int(len(y) - y.sum()),
-            "by_kind": part["kind"].value_counts().to_dict(),
-            "x": x_entry,
-            "y": _write_array(out_dir / f"{split}.y.npy", y),
-            "names": {"file": names_path.name, "sha256": sha256sum(names_path)},
-        }
+        add_split(manifest, out_dir, split, x_entry, part["label"].to_numpy(dtype=np.uint8),
+                  part["name"].tolist(), part["kind"].value_counts().to_dict())
         print(f"shards: {split} {len(part):,} windows written", file=sys.stderr, flush=True)
     write_json(out_dir / "manifest.json", manifest)
     return manifest
