@@ -11,13 +11,8 @@ import pytest
 from helixflow.encode import decode
 from helixflow.errors import InputError
 from helixflow.files import read_json
-from helixflow.sequence_table import (
-    TEST_FRACTION,
-    VALID_FRACTION,
-    build_table_shards,
-    fold_split,
-    read_sequence_table,
-)
+from helixflow.folds import TEST_FRACTION, VALID_FRACTION, fold_split
+from helixflow.sequence_table import build_table_shards, read_sequence_table
 from helixflow.shards import load_split
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from .files import atomic_path, read_json, sha256sum
+from .folds import TEST_FRACTION, VALID_FRACTION
 from .records import package_versions
 
 CSS = """
@@ -452,7 +453,6 @@ def _sequence_split_note(checked: dict) -> str:
     tables = [t for t, info in checked["targets"].items() if "sequences" in info]
     if not tables:
         return ""
-    from .sequence_table import TEST_FRACTION, VALID_FRACTION  # torch: only when needed
     return (f"<p>Targets given as sequence tables ({', '.join(map(html.escape, tables))}) "
             "have no chromosomes: their split is the table's <code>split</code> column or the "
             f"fold rule ({VALID_FRACTION:.0%} valid, {TEST_FRACTION:.0%} test by each "

@@ -13,7 +13,7 @@ baselines, transfer and the motif stages run on it unchanged. Layouts, by file n
   dinucleotide content, motifs destroyed), the usual negatives of these benchmarks.
 
 Without a ``split`` column the fold rule applies: a sequence's split follows the sha256
-of its upper-cased letters and the seed (``VALID_FRACTION`` valid, ``TEST_FRACTION`` test,
+of its upper-cased letters and the seed (``helixflow.folds``: 10% valid, 10% test,
 the rest train), so identical sequences always share a split and cannot leak across it;
 a positive's shuffles follow their positive. Sequences are centred in a window as long as
 the longest one, padded with N (all-zero columns).
@@ -21,7 +21,6 @@ the longest one, padded with N (all-zero columns).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -33,11 +32,10 @@ import pandas as pd
 from .encode import one_hot
 from .errors import InputError
 from .files import open_text, sha256sum, write_json
+from .folds import fold_split
 from .intervals import SPLITS
 from .shards import add_split, new_manifest, shuffled_sequences, write_array
 
-VALID_FRACTION = 0.1
-TEST_FRACTION = 0.1
 NEGATIVES_PER_POSITIVE = 1
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna")
 TABLE_SUFFIXES = {".tsv": "\t", ".txt": "\t", ".csv": ","}
@@ -73,14 +71,6 @@ def _check_letters(sequence: str, path: Path, line: int) -> None:
         raise InputError(f"sequence has letters other than A, C, G, T, N: {''.join(bad)!r}"
                          if sequence else "empty sequence", path=path, line=line,
                          fix="give DNA letters only (IUPAC codes other than N: write N)")
-
-
-def fold_split(sequence: str, seed: int) -> str:
-    """The fold rule: a split from the sha256 of the upper-cased sequence and the seed."""
-    digest = hashlib.sha256(f"{seed}:{sequence.upper()}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2.0 ** 64
-    return "test" if u < TEST_FRACTION else "valid" if u < TEST_FRACTION + VALID_FRACTION \
-        else "train"
 
 
 def _read_fasta(path: Path) -> list[tuple[str, str, int]]:
