@@ -12,19 +12,20 @@ import pytest
 from helixflow.encode import one_hot
 from helixflow.genefind import (
     STOPS,
+    CodingClasses,
     Gene,
     call_genes,
     coding_mask,
+    coding_segments,
     gene_metrics,
     labels_from_genes,
     longest_orfs,
     nucleotide_f1,
     period3_strength,
     position_labels,
-    predict_classes,
     reverse_complement,
-    train_gene_finder,
 )
+from helixflow.genefind_model import ArrayTiles, predict_strand_coding, train_gene_finder
 
 SENSE = [c for c in map("".join, itertools.product("ACGT", repeat=3)) if c not in STOPS]
 
@@ -97,15 +98,42 @@ def test_period3_strength_separates_codon_structure_from_noise():
 def test_cnn_rnn_learns_planted_genes_on_a_held_out_chromosome(restore_torch_state):
     seqs, genes = planted_genome(n_chroms=4, length=30_000, seed=2)
     sizes = {c: len(s) for c, s in seqs.items()}
-    onehots = {c: one_hot(s) for c, s in seqs.items()}
-    labels = labels_from_genes(genes, sizes)
+    source = ArrayTiles({c: one_hot(s) for c, s in seqs.items()},
+                        labels_from_genes(genes, sizes))
     # short tiles, small batches: 200 optimizer steps over two 30-kb chromosomes
-    model, history = train_gene_finder(onehots, labels, ["chr1", "chr2"], ["chr3"], epochs=8,
-                                       tile=600, batch=4, seed=0)
-    assert history["valid_f1"].max() > 0.8
-    classes = predict_classes(model, onehots["chr4"], tile=1500)
+    training = {"tile": 600, "batch_size": 4, "epochs": 8, "tiles_per_epoch": 100,
+                "patience": 0}
+    model, result = train_gene_finder(source, ["chr1", "chr2"], ["chr3"], training, seed=0)
+    assert result.history["valid_f1"].max() > 0.8
+    classes, strands = predict_strand_coding(model, source, "chr4", tile=1500)
     truth = coding_mask([g for g in genes if g.chrom == "chr4"], {"chr4": sizes["chr4"]})
     assert nucleotide_f1({"chr4": classes > 0}, truth) > 0.8
-    called = call_genes("chr4", classes, seqs["chr4"])
+    called = call_genes("chr4", strands, seqs["chr4"])
     held_out = [g for g in genes if g.chrom == "chr4"]
     assert gene_metrics(called, held_out)["sensitivity_stop"] > 0.7
+
+
+def test_tile_classes_match_whole_chromosome_labels_at_any_span():
+    cds = pd.DataFrame([("c", 10, 16, "+", "a"), ("c", 20, 23, "+", "a"),
+                        ("c", 30, 35, "-", "b"), ("c", 40, 44, "-", "b"),
+                        ("c", 42, 60, "+", "d")],
+                       columns=["chrom", "start", "end", "strand", "gene"])
+    whole = position_labels(cds, {"c": 70})["c"]
+    classes = CodingClasses(coding_segments(cds))
+    for start, end in [(0, 70), (12, 33), (41, 43), (15, 21), (55, 70)]:
+        assert classes.span("c", start, end).tolist() == whole[start:end].tolist()
+    assert classes.span("other", 0, 5).tolist() == [0] * 5
+
+
+def test_network_calls_keep_the_orfs_the_probabilities_mark_coding():
+    seqs, genes = planted_genome(n_chroms=1, length=20_000, seed=4)
+    seq, n = seqs["chr1"], len(seqs["chr1"])
+    strands = np.zeros((2, n), dtype=np.float16)
+    marked = genes[::2]                         # the network "sees" every other planted gene
+    for g in marked:
+        strands[0 if g.strand == "+" else 1, g.start:g.end] = 0.9
+    called = call_genes("chr1", strands, seq)
+    metrics = gene_metrics(called, marked)
+    assert metrics["sensitivity_exact"] > 0.9 and metrics["precision_exact"] > 0.9
+    # the same probabilities on the wrong strand call nothing
+    assert gene_metrics(call_genes("chr1", strands[::-1], seq), marked)["sensitivity_stop"] < 0.1

@@ -54,6 +54,7 @@ def scale_config(data_mirror) -> dict:
                          "fractions": [1.0], "seeds": [0]}},
         "methylation": None,     # not genome-scale: covered by the default's own tests
         "scrna": None,
+        "gene_finding": None,
     })
     return config
 

@@ -46,6 +46,7 @@ def test_default_config_dry_run_plans_every_stage(tmp_path):
     assert jobs["train_cnn"] == 5 and jobs["motifs"] == 5 and jobs["evaluate"] == 5
     assert jobs["sweep_arm"] == 8 and jobs["report_summary"] == 1
     assert jobs["methylation_mae"] == 1 and jobs["scrna"] == 1
+    assert jobs["gene_finding"] == 1 and jobs["gene_finding_prokaryote"] == 1
     assert jobs["attributions"] == 5
 
 

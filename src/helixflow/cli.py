@@ -450,6 +450,29 @@ def cmd_methylation(a: argparse.Namespace) -> None:
     run_methylation_mae(a.inputs, a.out_dir, a.figure_dir, params=a.params, fmt=a.format)
 
 
+def cmd_gene_finding(a: argparse.Namespace) -> None:
+    from .device import resolve_device
+    from .genefind_run import run_gene_finding
+    from .seeding import seed_everything
+    params = dict(a.params)
+    seed, threads, splits = params.pop("seed", 0), params.pop("threads", 1), params.pop("splits")
+    device = resolve_device(a.device)
+    seed_everything(seed, threads, device)
+    run_gene_finding(a.fasta, a.annotation, splits, a.out_dir, a.figure, params, seed, device)
+
+
+def cmd_gene_finding_prokaryote(a: argparse.Namespace) -> None:
+    from .device import resolve_device
+    from .genefind_prokaryote import run_prokaryote_check
+    from .genefind_run import DEFAULTS
+    from .seeding import seed_everything
+    params = {**DEFAULTS, **a.params}
+    seed, threads = params.pop("seed", 0), params.pop("threads", 1)
+    device = resolve_device(a.device)
+    seed_everything(seed, threads, device)
+    run_prokaryote_check(a.yeast_model, a.out, params, seed, device)
+
+
 def cmd_scrna(a: argparse.Namespace) -> None:
     from .scrna_io import run_scrna
     run_scrna(a.input, a.out_dir, a.figure_dir, params=a.params)
@@ -713,6 +736,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--figure-dir", required=True)
     p.add_argument("--params", type=_json, default={})
+
+    p = add("gene-finding", cmd_gene_finding,
+            "CNN + BiGRU gene finder vs Prodigal and a longest-ORF scan, held-out chromosomes")
+    for arg in ("--fasta", "--annotation", "--out-dir", "--figure"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--params", type=_json, required=True,
+                   help="JSON: seed, threads, splits and helixflow.genefind_run.DEFAULTS")
+    _device_argument(p)
+
+    p = add("gene-finding-prokaryote", cmd_gene_finding_prokaryote,
+            "the gene finder against Prodigal's calls on the E. coli contig in pyrodigal")
+    p.add_argument("--yeast-model", required=True, help="the gene-finding stage's output dir")
+    p.add_argument("--out", required=True, help="agreement table (TSV); a .json record beside")
+    p.add_argument("--params", type=_json, required=True,
+                   help="JSON: seed, threads and helixflow.genefind_run.DEFAULTS")
+    _device_argument(p)
 
     p = add("scrna", cmd_scrna, "scRNA QC, NB denoising autoencoder, batch-aware contrastive")
     p.add_argument("--input", required=True, help="10x directory, 10x .h5 or .h5ad")

@@ -70,6 +70,7 @@ class FitSettings:
     log_columns: Sequence[str] | None = None  # history columns in the log line (None = all)
     progress_s: float = 60.0          # progress line inside an epoch at most this often
     checkpoint: Path | None = None    # per-epoch state to resume from (deleted when done)
+    max_grad_norm: float | None = None  # clip the gradients' global norm (recurrent nets)
 
 
 @dataclass
@@ -184,6 +185,8 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, step: Calla
             continue
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
+        if settings.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         optimizer.step()
         sums_of_batch = out.sums if out.sums is not None else \
             {settings.loss_name: out.loss.detach().double() * out.weight}

@@ -5,7 +5,7 @@ Classes per position: 0 non-coding; 1, 2, 3 = first, second, third base of a cod
 gene on the + strand; 4, 5, 6 = the same on the − strand (counted along the gene's own
 direction). Labels come from the CDS lines of a GFF3 (segments of one spliced gene share a
 ``Name``; the codon position runs on across introns). Genes are called from the per-base
-classes (:func:`call_genes`) and scored at gene level (exact start and stop; stop only) and
+probabilities (:func:`call_genes`) and scored at gene level (exact start and stop; stop only) and
 base level (coding F1) against the annotation, beside the classical baseline of a
 longest-ORF scan (:func:`longest_orfs`).
 """
@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from .files import open_text
 
@@ -70,24 +68,56 @@ def genes_of(cds: pd.DataFrame) -> list[Gene]:
     return [Gene(r.chrom, int(r.start), int(r.end), r.strand) for r in spans.itertuples()]
 
 
+def coding_segments(cds: pd.DataFrame) -> pd.DataFrame:
+    """CDS segments with ``offset``: the gene's coding bases before the segment, counted in
+    the gene's own direction (the codon position runs on across introns). Sorted by chrom
+    and start; ``order`` keeps the annotation's gene order (later genes win overlaps)."""
+    parts = []
+    for order, (_key, segments) in enumerate(cds.groupby(["chrom", "gene", "strand"],
+                                                         sort=False)):
+        segments = segments.sort_values("start", ascending=segments["strand"].iat[0] == "+")
+        lengths = (segments["end"] - segments["start"]).to_numpy()
+        parts.append(segments.assign(offset=np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+                                     order=order))
+    columns = ["chrom", "start", "end", "strand", "gene", "offset", "order"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts)[columns].sort_values(["chrom", "start"], ignore_index=True)
+
+
+class CodingClasses:
+    """Per-base classes (module doc) of any span, from coding segments, without holding a
+    chromosome-long array: what a genome-scale training loop samples tiles from."""
+
+    def __init__(self, segments: pd.DataFrame) -> None:
+        self.by_chrom = {chrom: group for chrom, group in segments.groupby("chrom")}
+        self.longest = int((segments["end"] - segments["start"]).max()) if len(segments) \
+            else 0
+
+    def span(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """int8 classes of ``chrom[start:end]``."""
+        out = np.zeros(end - start, dtype=np.int8)
+        group = self.by_chrom.get(chrom)
+        if group is None:
+            return out
+        starts = group["start"].to_numpy()
+        lo, hi = np.searchsorted(starts, [start - self.longest, end])
+        near = group.iloc[lo:hi]
+        near = near[near["end"] > start].sort_values("order")
+        for seg in near.itertuples():
+            s, e = max(seg.start, start), min(seg.end, end)
+            positions = np.arange(s, e)
+            if seg.strand == "+":
+                out[s - start:e - start] = 1 + (seg.offset + positions - seg.start) % 3
+            else:
+                out[s - start:e - start] = 4 + (seg.offset + seg.end - 1 - positions) % 3
+        return out
+
+
 def position_labels(cds: pd.DataFrame, sizes: dict[str, int]) -> dict[str, np.ndarray]:
     """{chrom: int8 class per base} (module doc); where genes overlap, the later wins."""
-    labels = {c: np.zeros(n, dtype=np.int8) for c, n in sizes.items()}
-    for (chrom, _gene, strand), segments in cds.groupby(["chrom", "gene", "strand"],
-                                                         sort=False):
-        if chrom not in labels:
-            continue
-        segments = segments.sort_values("start", ascending=strand == "+")
-        done = 0
-        for seg in segments.itertuples():
-            n = seg.end - seg.start
-            codon = (done + np.arange(n)) % 3
-            if strand == "+":
-                labels[chrom][seg.start:seg.end] = 1 + codon
-            else:
-                labels[chrom][seg.start:seg.end] = (4 + codon)[::-1]
-            done += n
-    return labels
+    classes = CodingClasses(coding_segments(cds))
+    return {chrom: classes.span(chrom, 0, n) for chrom, n in sizes.items()}
 
 
 def reverse_complement(seq: str) -> str:
@@ -129,32 +159,33 @@ def longest_orfs(chrom: str, seq: str, min_codons: int = 100) -> list[Gene]:
     return sorted(kept, key=lambda g: g.start)
 
 
-def call_genes(chrom: str, classes: np.ndarray, seq: str, min_codons: int = 100) -> list[Gene]:
-    """Genes from per-base classes: each run of + (or −) coding classes of at least
-    ``min_codons`` codons, snapped to the ORF that covers most of it in its majority frame
-    (start = that ORF's first ATG, end = its stop). Runs with no such ORF are dropped."""
-    calls = []
+def call_genes(chrom: str, strand_coding: np.ndarray, seq: str, min_codons: int = 100,
+               threshold: float = 0.5) -> list[Gene]:
+    """Genes from the network's output: every ORF of at least ``min_codons`` codons (first
+    ATG after the previous in-frame stop) whose mean probability of coding on its strand is at
+    least ``threshold``, kept like the longest-ORF scan (best-scoring first, then longest,
+    none overlapping one already kept). ``strand_coding``: shape=(2, L), P(coding on +) and
+    P(coding on −) per base."""
     n = len(seq)
-    rc = reverse_complement(seq)
-    for strand, codes in (("+", (1, 2, 3)), ("-", (4, 5, 6))):
-        coding = np.isin(classes, codes).astype(np.int8)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], coding, [0]])))
-        orfs = _orfs_on_strand(seq if strand == "+" else rc, min_codons)
-        for run_start, run_end in zip(edges[::2], edges[1::2], strict=True):
-            if run_end - run_start < 3 * min_codons:
-                continue
-            s, e = (run_start, run_end) if strand == "+" else (n - run_end, n - run_start)
-            best, overlap = None, 0
-            for o_start, o_end in orfs:      # ORFs in the strand's own coordinates
-                shared = min(e, o_end) - max(s, o_start)
-                if shared > overlap:
-                    best, overlap = (o_start, o_end), shared
-            if best is None or overlap < 0.5 * (e - s):
-                continue
-            o_start, o_end = best
-            calls.append(Gene(chrom, o_start, o_end, "+") if strand == "+"
-                         else Gene(chrom, n - o_end, n - o_start, "-"))
-    return sorted(set(calls), key=lambda g: (g.start, g.strand))
+    plus = [Gene(chrom, s, e, "+") for s, e in _orfs_on_strand(seq, min_codons)]
+    minus = [Gene(chrom, n - e, n - s, "-")
+             for s, e in _orfs_on_strand(reverse_complement(seq), min_codons)]
+    cumulative = np.concatenate([np.zeros((2, 1)), np.cumsum(strand_coding, axis=1,
+                                                             dtype=np.float64)], axis=1)
+    scored = []
+    for row, genes in ((0, plus), (1, minus)):
+        for g in genes:
+            score = (cumulative[row, g.end] - cumulative[row, g.start]) / (g.end - g.start)
+            if score >= threshold:
+                scored.append((round(score, 1), g.end - g.start, g))
+    scored.sort(key=lambda t: (-t[0], -t[1], t[2].start))
+    taken = np.zeros(n, dtype=bool)
+    kept = []
+    for _, _, gene in scored:
+        if not taken[gene.start:gene.end].any():
+            taken[gene.start:gene.end] = True
+            kept.append(gene)
+    return sorted(kept, key=lambda g: (g.start, g.strand))
 
 
 def gene_metrics(predicted: list[Gene], truth: list[Gene]) -> dict[str, float]:
@@ -196,95 +227,6 @@ def period3_strength(signal: np.ndarray) -> float:
     k = len(signal) // 3
     others = np.delete(power[1:], k - 1)
     return float(power[k] / others.mean()) if others.mean() > 0 else float("nan")
-
-
-class GeneFinderNet(nn.Module):
-    """Conv1d front-end (local signals: codons, start/stop context) → bidirectional GRU
-    (the long-range start-to-stop dependency) → per-position class logits."""
-
-    def __init__(self, channels: int = 64, kernel: int = 9, hidden: int = 64) -> None:
-        super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv1d(4, channels, kernel, padding=kernel // 2), nn.ReLU(),
-            nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.ReLU())
-        self.rnn = nn.GRU(channels, hidden, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * hidden, N_CLASSES)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Front-end features, shape=(B, channels, L)."""
-        return self.conv(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 4, L) one-hot → logits (B, L, N_CLASSES)."""
-        out, _ = self.rnn(self.features(x).transpose(1, 2))
-        return self.head(out)
-
-
-def tiles(length: int, tile: int) -> list[tuple[int, int]]:
-    """(start, end) tiles covering ``length``, the last one ending at ``length``."""
-    starts = list(range(0, max(length - tile, 0) + 1, tile))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return [(s, min(s + tile, length)) for s in starts]
-
-
-def predict_classes(model: GeneFinderNet, onehot: np.ndarray, tile: int = 3000,
-                    batch: int = 16) -> np.ndarray:
-    """Per-base argmax class over a whole chromosome (one-hot (4, L)), tile by tile."""
-    model.eval()
-    spans = tiles(onehot.shape[1], tile)
-    classes = np.zeros(onehot.shape[1], dtype=np.int8)
-    with torch.no_grad():
-        for i in range(0, len(spans), batch):
-            part = spans[i:i + batch]
-            width = max(e - s for s, e in part)
-            x = np.zeros((len(part), 4, width), dtype=np.float32)
-            for j, (s, e) in enumerate(part):
-                x[j, :, :e - s] = onehot[:, s:e]
-            out = model(torch.from_numpy(x)).argmax(-1).numpy()
-            for j, (s, e) in enumerate(part):
-                classes[s:e] = out[j, :e - s]
-    return classes
-
-
-def train_gene_finder(onehots: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-                      train: list[str], valid: list[str], epochs: int = 10, tile: int = 3000,
-                      batch: int = 8, lr: float = 3e-3, seed: int = 0,
-                      model: GeneFinderNet | None = None,
-                      log=None) -> tuple[GeneFinderNet, pd.DataFrame]:
-    """Cross-entropy on random tiles of the ``train`` chromosomes; keeps the epoch with the
-    best coding F1 on the ``valid`` chromosomes. Returns (model, history)."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = model or GeneFinderNet()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    spans = [(c, s, e) for c in train for s, e in tiles(onehots[c].shape[1], tile)]
-    best, history, best_state = -1.0, [], None
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(spans), generator=generator).tolist()
-        total = 0.0
-        for i in range(0, len(order), batch):
-            part = [spans[k] for k in order[i:i + batch]]
-            x = torch.from_numpy(np.stack([onehots[c][:, s:e] for c, s, e in part])
-                                 .astype(np.float32))
-            y = torch.from_numpy(np.stack([labels[c][s:e] for c, s, e in part])
-                                 .astype(np.int64))
-            loss = nn.functional.cross_entropy(model(x).reshape(-1, N_CLASSES), y.reshape(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(part)
-        predicted = {c: predict_classes(model, onehots[c], tile) > 0 for c in valid}
-        f1 = nucleotide_f1(predicted, {c: labels[c] > 0 for c in valid})
-        history.append({"epoch": epoch, "train_loss": total / len(spans), "valid_f1": f1})
-        if log is not None:
-            print(f"gene-finder epoch {epoch}: loss {total / len(spans):.4f}, "
-                  f"valid coding F1 {f1:.4f}", file=log, flush=True)
-        if f1 > best:
-            best, best_state = f1, {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return model, pd.DataFrame(history)
 
 
 def labels_from_genes(genes: list[Gene], sizes: dict[str, int]) -> dict[str, np.ndarray]:

@@ -78,6 +78,9 @@ COSTS: dict[str, Cost] = {
     "pretrain": Cost(2500, base_min=240),
     # counts at most diagnostics.max_train_windows (50,000) training windows
     "pretrain_diagnostics": Cost(3500, base_min=60),
+    # gene finding: tiles streamed from the FASTA; the test chromosomes are held whole
+    "gene_finding": Cost(1500, 1.0, 30, 0.5, inputs=("fasta",)),
+    "gene_finding_prokaryote": Cost(1500, base_min=30),    # a fixed 870-kb contig
     # omics stages: fixed inputs (not genome-sized); peaks measured on the default's
     # inputs: scRNA 1,727 MB (over the 1,500 MB default request), methylation 603 MB, 11 min
     "scrna": Cost(1800, base_min=20),

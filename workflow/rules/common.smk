@@ -50,6 +50,7 @@ IMBALANCE = config.get("imbalance")
 MIL = config.get("mil")
 PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
+GENE_FINDING = config.get("gene_finding")
 if not PEAK_TARGETS:   # sequence tables only: no coordinates for the stages that need them
     MULTITASK = IMBALANCE = MIL = None
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
@@ -88,7 +89,8 @@ def staged_inputs():
             inputs[bam] = inputs[f"{bam}.bai"] = ("", "")
     extra = (config.get("multitask") or {}).get("extra_targets", []) + (
         config.get("methylation") or {}).get("inputs", []) + (
-        config.get("scrna") or {}).get("files", [])
+        config.get("scrna") or {}).get("files", []) + (
+        [config["gene_finding"]["annotation"]] if config.get("gene_finding") else [])
     for spec in extra:
         inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
     return inputs
@@ -260,6 +262,10 @@ def report_sections():
     if PRETRAINING:
         sections["pretraining"] = "results/pretrain/diagnostics.tsv"
         sections["transfer"] = "results/transfer/comparison.tsv"
+    if GENE_FINDING:
+        sections["gene_finding"] = "results/genefind/metrics.tsv"
+        if GENE_FINDING["prokaryote_check"]:
+            sections["gene_finding_prokaryote"] = "results/genefind/prokaryote.tsv"
     return sections
 
 
@@ -286,7 +292,8 @@ def final_outputs():
 
 OPTIONAL_STAGES = {"sweep": SWEEP_ARMS, "attributions": ATTRIBUTIONS, "grammar": GRAMMAR,
                    "multitask": MULTITASK, "imbalance": IMBALANCE, "mil": MIL,
-                   "pretraining": PRETRAINING, "methylation": METHYLATION, "scrna": SCRNA}
+                   "pretraining": PRETRAINING, "gene_finding": GENE_FINDING,
+                   "methylation": METHYLATION, "scrna": SCRNA}
 
 
 onstart:
