@@ -224,3 +224,26 @@ def test_integrated_gradients_batches_by_positions_not_sequences():
     assert ig_batch(32_000, 200) == 8192                   # the yeast default, unchanged
     assert ig_batch(32_000, 1000) == 1638 and IG_POSITIONS >= 1638 * 1000
     assert ig_batch(100, 1000) == 100 and ig_batch(5, 10**7) == 1
+
+
+def test_modisco_empty_null_distribution_gives_no_patterns(monkeypatch, capsys):
+    """modiscolite's seqlet extraction indexes an empty null distribution when no window has
+    attribution outside its seqlets (MAX, full-size human run): no patterns, with the reason;
+    the same IndexError from elsewhere still fails."""
+    import modiscolite.tfmodisco
+
+    from helixflow.attribution_report import run_modisco
+
+    def _laplacian_null(**_):
+        return np.empty((0,))[-1]
+
+    def elsewhere(**_):
+        return np.empty((0,))[-1]
+
+    X = np.zeros((3, 4, 50), dtype=np.float32)
+    monkeypatch.setattr(modiscolite.tfmodisco, "TFMoDISco", _laplacian_null)
+    assert run_modisco(X, X, {}) == []
+    assert "no patterns" in capsys.readouterr().err
+    monkeypatch.setattr(modiscolite.tfmodisco, "TFMoDISco", elsewhere)
+    with pytest.raises(IndexError):
+        run_modisco(X, X, {})

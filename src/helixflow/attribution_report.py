@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,16 @@ def plot_saturation(path_png: Path, target: str, atts: dict, names: list[str]) -
 DEGENERATE_SEQLETS = ("Cannot accept NaN", "Input contains NaN")
 
 
+def degenerate_seqlets(err: BaseException) -> bool:
+    """Whether TF-MoDISco failed for want of usable seqlets: NaN similarities (above), or an
+    empty null distribution when no window has attribution outside its seqlets (an
+    IndexError in modiscolite's ``_laplacian_null``; seen at full human scale)."""
+    if any(message in str(err) for message in DEGENERATE_SEQLETS):
+        return True
+    frames = traceback.extract_tb(err.__traceback__)
+    return isinstance(err, IndexError) and any(f.name == "_laplacian_null" for f in frames)
+
+
 def run_modisco(hyp: np.ndarray, X: np.ndarray, settings: dict) -> list[dict]:
     """TF-MoDISco on hypothetical contributions (n, 4, L); patterns as dicts with name,
     ppm (4, w) trimmed, n_seqlets. Positive metacluster first; empty when none is found."""
@@ -198,7 +209,7 @@ def run_modisco(hyp: np.ndarray, X: np.ndarray, settings: dict) -> list[dict]:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:   # leidenalg raises a bare BaseException
-        if not any(message in str(err) for message in DEGENERATE_SEQLETS):
+        if not degenerate_seqlets(err):
             raise
         print(f"TF-MoDISco found no patterns: {type(err).__name__}: {err} (a seqlet whose "
               "contributions are all zero has no similarity to others: too few seqlets, or "
