@@ -189,12 +189,14 @@ def call_genes(chrom: str, strand_coding: np.ndarray, seq: str, min_codons: int 
 
 
 def gene_metrics(predicted: list[Gene], truth: list[Gene]) -> dict[str, float]:
-    """Sensitivity and precision of gene calls: exact (start and stop) and stop only."""
+    """Sensitivity and precision of gene calls, exact (start and stop) and stop only, with
+    the number of matched genes (``matched_exact``, ``matched_stop``)."""
     out: dict[str, float] = {"n_true": len(truth), "n_called": len(predicted)}
     for name, key in (("exact", lambda g: (g.chrom, g.strand, g.start, g.end)),
                       ("stop", lambda g: (g.chrom, g.strand, g.stop_end))):
         true_keys, called_keys = {key(g) for g in truth}, {key(g) for g in predicted}
         hits = len(true_keys & called_keys)
+        out[f"matched_{name}"] = hits
         out[f"sensitivity_{name}"] = hits / len(true_keys) if true_keys else float("nan")
         out[f"precision_{name}"] = hits / len(called_keys) if called_keys else float("nan")
     return out

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyrodigal
 import torch
 
 from .encode import one_hot
@@ -40,7 +39,7 @@ from .genefind_model import (
     predict_strand_coding,
     train_gene_finder,
 )
-from .genefind_run import choose_threshold, score_calls
+from .genefind_run import choose_threshold, prodigal_calls, score_calls
 from .models.weights import load_weights
 from .records import write_record
 
@@ -134,10 +133,7 @@ def run_prokaryote_check(yeast_model_dir: str | Path, out: str | Path, params: d
                                       log=log)
     yeast = load_weights(yeast_model_dir, lambda f: GeneFinderNet(**f)).to(device or "cpu")
     test, tile, min_codons = seqs["test"], params["predict_tile"], params["min_codons"]
-    finder = pyrodigal.GeneFinder(meta=False)
-    finder.train(seq)
-    ours = [Gene("test", g.begin - 1, g.end, "+" if g.strand == 1 else "-")
-            for g in finder.find_genes(seq)]
+    ours = prodigal_calls([seq], {"test": seq})     # trained on the whole stretch, as the CLI
     lo = len(seqs["train"]) + len(seqs["valid"])
 
     yeast_threshold = read_json(Path(yeast_model_dir) / "record.json")["results"][

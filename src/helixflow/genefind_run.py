@@ -96,8 +96,8 @@ def score_calls(method: str, calls: list[Gene], truth: list[Gene],
     for name in ("exact", "stop"):
         for rate, n in ((f"sensitivity_{name}", row["n_true"]),
                         (f"precision_{name}", row["n_called"])):
-            k = round(row[rate] * n) if n else 0
-            row[f"{rate}_lo"], row[f"{rate}_hi"] = wilson_interval(k, n, level)
+            row[f"{rate}_lo"], row[f"{rate}_hi"] = wilson_interval(row[f"matched_{name}"], n,
+                                                                   level)
     row["nucleotide_f1"] = nucleotide_f1(coding_mask(calls, sizes), truth_bases)
     return row
 
@@ -123,10 +123,10 @@ def feature_periodicity(model: GeneFinderNet, tiles: FastaTiles, truth: list[Gen
             starts["noncoding"].append((chrom, s))
     strengths, spectra = {}, {}
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
         for kind, places in starts.items():
             x = np.stack([tiles.onehot(c, s, s + bp) for c, s in places]).astype(np.float32)
-            device = next(model.parameters()).device
             features = model.features(torch.from_numpy(x).to(device)).float().cpu().numpy()
             strengths[kind] = np.array([[period3_strength(f) for f in window]
                                         for window in features])      # (windows, channels)
