@@ -11,7 +11,15 @@ from sklearn.metrics import roc_auc_score
 
 from helixflow.encode import one_hot_batch, reverse_complement
 from helixflow.models.cnn import BindingCNN, CNNConfig, load_model, n_parameters, save_model
-from helixflow.train import TrainConfig, make_config, predict, rc, select_on_valid, train_cnn
+from helixflow.train import (
+    TrainConfig,
+    is_constant,
+    make_config,
+    predict,
+    rc,
+    select_on_valid,
+    train_cnn,
+)
 
 MOTIF = "TTACCCGG"
 LENGTH = 100
@@ -260,3 +268,65 @@ def test_global_pool_model_scores_other_widths():
     longer = torch.zeros(6, 4, 250)
     longer[:, :, 70:70 + LENGTH] = X
     assert model(X).shape == model(longer).shape == (6,)
+
+
+# ---------------------------------------------------------------- collapsed runs
+
+
+def test_is_constant_allows_only_rounding():
+    assert is_constant(np.full(5, -1.386, dtype=np.float32))
+    assert is_constant(np.array([2.0, 2.0 + 1e-9]))
+    assert not is_constant(np.array([2.0, 2.001]))
+    assert not is_constant(np.array([0.3]))                 # one score is no evidence
+
+
+def dead_for(monkeypatch, n_dead: int) -> list[int]:
+    """Make the first ``n_dead`` networks :func:`train_cnn` builds dead from the start (every
+    first-layer unit below zero on any input: a ReLU that no gradient reaches); returns the
+    list that grows by one per network built."""
+    built: list[int] = []
+
+    def build(config: CNNConfig) -> BindingCNN:
+        model = BindingCNN(config)
+        if len(built) < n_dead:
+            with torch.no_grad():
+                model.conv.bias.fill_(-1e3)
+        built.append(1)
+        return model
+
+    monkeypatch.setattr("helixflow.train.BindingCNN", build)
+    return built
+
+
+def test_collapsed_run_restarts_with_next_seed_and_half_lr(data, monkeypatch):
+    built = dead_for(monkeypatch, 1)
+    log = io.StringIO()
+    cfg = tiny(seed=7)
+    model, history, summary = train_cnn(*data, cfg, log=log)
+    assert len(built) == 2
+    assert summary["restarts"] == [{"seed": 7, "lr": 0.01, "collapsed_after_epoch": 1}]
+    assert summary["config"]["seed"] == 8 and summary["config"]["lr"] == 0.005
+    assert not summary["collapsed"]
+    assert summary["valid_auroc"] > 0.9                     # the restart learned the motif
+    assert history["epoch"].tolist() == list(range(1, cfg.epochs + 1))
+    assert "restarting with seed 8 and lr 0.005" in log.getvalue()
+    assert (cfg.seed, cfg.lr) == (7, 0.01)                  # the caller's config is untouched
+
+
+def test_a_run_that_always_collapses_completes_and_says_so(data, monkeypatch):
+    built = dead_for(monkeypatch, 10)
+    log = io.StringIO()
+    _, history, summary = train_cnn(*data, tiny(restarts=1, epochs=2), log=log)
+    assert len(built) == 2
+    assert [r["seed"] for r in summary["restarts"]] == [0]
+    assert summary["collapsed"]
+    assert summary["valid_auroc"] == 0.5
+    assert history["valid_auroc"].eq(0.5).all()
+    assert "still scores every valid window the same" in log.getvalue()
+
+
+def test_select_on_valid_counts_restarts(data, monkeypatch):
+    dead_for(monkeypatch, 1)
+    *_, table = select_on_valid(*data, [tiny(epochs=2), tiny(epochs=2, lr=0.02)],
+                                log=io.StringIO())
+    assert table["restarts"].tolist() == [1, 0]

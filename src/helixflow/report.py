@@ -547,11 +547,18 @@ def _choices_table(records: list[dict]) -> str:
     for r in records:
         target = Path(r["inputs"]["shards"]["path"]).parent.name
         chosen = r["results"]["chosen"]["model"]
+        restarts = len(r["results"].get("restarts", []))
+        restarted = f"{restarts} (kept lr {r['results']['chosen']['lr']:g})" if restarts else "0"
+        if r["results"].get("collapsed"):
+            restarted += ": still constant"
         rows.append(f"<tr><td>{html.escape(target)}</td><td>{chosen['filters']}</td>"
                     f"<td>{chosen['kernel']}</td><td>{chosen['dense']}</td>"
                     f"<td class=num>{r['results']['n_params']:,}</td>"
                     f"<td class=num>{r['results']['best_epoch']}</td>"
-                    f"<td class=num>{r['results']['valid_auroc']:.3f}</td></tr>")
+                    f"<td class=num>{r['results']['valid_auroc']:.3f}</td>"
+                    f"<td>{restarted}</td></tr>")
     return ("<table><tr><th>target</th><th>filters</th><th>kernel</th><th>dense</th>"
-            "<th>parameters</th><th>epoch kept</th><th>valid AUROC</th></tr>"
+            "<th>parameters</th><th>epoch kept</th><th>valid AUROC</th>"
+            "<th title='runs whose network scored every valid window the same (dead units), "
+            "restarted with the next seed and half the lr'>restarts after a collapse</th></tr>"
             + "".join(rows) + "</table>")

@@ -3,12 +3,17 @@
 The model, optimizer and data are built here; each batch is gathered from the (memory-mapped)
 shards and reverse-complement augmented; after each epoch the valid split (and a fixed subset
 of the training windows) is scored; the kept weights are those of the best valid AUROC.
+
+A run whose network scores every valid window the same has collapsed: its ReLUs are dead and
+no gradient reaches them again (seen once on the full-size human MAX run, lr 3e-3: loss flat
+from epoch 1, AUROC 0.500). It is stopped at that epoch and restarted with the next seed and
+half the learning rate, at most ``restarts`` times; the record lists every restart.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +55,23 @@ class TrainConfig:
     device: str = "auto"            # "auto" | "cpu" | "cuda" (helixflow.seeding.resolve_device)
     precision: str = "bf16"         # autocast on a GPU ("fp32" = none); a CPU runs fp32
     checkpoint: str | None = None   # per-epoch state to resume an interrupted run from
+    restarts: int = 2               # new runs (next seed, half the lr) after a collapse
+
+
+class CollapsedNetworkError(RuntimeError):
+    """The network gives every valid window the same score after ``epoch``: dead units."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        super().__init__(f"the network scores every valid window the same after epoch "
+                         f"{epoch} (its units are dead; training cannot revive them)")
+
+
+def is_constant(logits: np.ndarray) -> bool:
+    """Whether ``logits`` (more than one) are all equal up to float rounding."""
+    if len(logits) < 2:
+        return False
+    return float(np.ptp(logits)) <= 1e-6 * max(1.0, float(np.abs(logits).max()))
 
 
 def rc(X: torch.Tensor) -> torch.Tensor:
@@ -122,7 +144,8 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     gathered and converted to float on its own); ``y_*``: 0/1, shape=(n,). The history has
     epoch, train_loss, train_auroc, valid_loss, valid_auroc, seconds (train metrics are
     measured in eval mode, so they compare with valid, on the training windows or at most
-    ``cfg.train_eval_max`` of them).
+    ``cfg.train_eval_max`` of them). A collapsed run restarts (module docstring); the
+    summary's ``config`` is the run that was kept, ``restarts`` the collapsed ones.
     """
     for split, labels in (("train", y_train), ("valid", y_valid)):
         if not 0 < int(np.sum(labels)) < len(labels):
@@ -132,6 +155,27 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
                              "the config)")
     if cfg.loss not in LOSSES:
         raise InputError(f"unknown loss {cfg.loss!r}", fix="use one of " + ", ".join(LOSSES))
+    restarts: list[dict] = []
+    for attempt in range(cfg.restarts + 1):
+        run = cfg if attempt == 0 else replace(cfg, seed=cfg.seed + attempt,
+                                               lr=cfg.lr / 2 ** attempt)
+        last = attempt == cfg.restarts
+        try:
+            return _train_once(X_train, y_train, X_valid, y_valid, run, restarts, last, log)
+        except CollapsedNetworkError as dead:
+            restarts.append({"seed": run.seed, "lr": run.lr, "collapsed_after_epoch": dead.epoch})
+            print(f"{dead}: restarting with seed {cfg.seed + attempt + 1} and lr "
+                  f"{cfg.lr / 2 ** (attempt + 1):g}", file=log, flush=True)
+    raise AssertionError("unreachable: the last run never raises CollapsedNetworkError")
+
+
+def _train_once(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
+                y_valid: np.ndarray, cfg: TrainConfig, restarts: list[dict], last: bool,
+                log) -> tuple[BindingCNN, pd.DataFrame, dict]:
+    """One training run of :func:`train_cnn`; raises :class:`CollapsedNetworkError` at the
+    first epoch whose valid scores are all equal, unless it is the ``last`` run, which
+    completes (and says in its summary whether it collapsed: a constant model scores AUROC
+    0.5, an honest result for a task the network cannot learn)."""
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.seed, cfg.threads, device)
     model = BindingCNN(cfg.model).to(device)
@@ -141,14 +185,18 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     y = torch.from_numpy(np.asarray(y_train, dtype=np.float32))
     scored = train_eval_rows(len(y_train), cfg.train_eval_max, cfg.seed)
     X_scored, y_scored = np.asarray(X_train[scored]), np.asarray(y_train)[scored]
+    epochs_done = [0]
 
     def step(rows: torch.Tensor) -> Step:
         xb = gather_batch(X_train, rows, cfg.rc_augment, generator)
         return Step(loss_fn(model(xb.to(device)), y[rows].to(device)), len(rows))
 
     def evaluate(model: BindingCNN) -> dict:
-        train_logits = predict(model, X_scored, rc_average=cfg.rc_average)
+        epochs_done[0] += 1
         valid_logits = predict(model, X_valid, rc_average=cfg.rc_average)
+        if is_constant(valid_logits) and not last:
+            raise CollapsedNetworkError(epochs_done[0])
+        train_logits = predict(model, X_scored, rc_average=cfg.rc_average)
         return {"train_loss": _loss(train_logits, y_scored),
                 "train_auroc": auroc_or_nan(y_scored, train_logits),
                 "valid_loss": _loss(valid_logits, y_valid),
@@ -163,7 +211,14 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
     summary = {"n_params": n_parameters(model), "epochs_run": len(result.history),
                "best_epoch": int(chosen["epoch"]), "valid_auroc": float(chosen["valid_auroc"]),
                "train_auroc": float(chosen["train_auroc"]), "seconds": result.seconds,
-               "device": str(device), "config": asdict(cfg)}
+               "device": str(device), "restarts": restarts,
+               "collapsed": last and is_constant(predict(model, X_valid,
+                                                         rc_average=cfg.rc_average)),
+               "config": asdict(cfg)}
+    if summary["collapsed"]:
+        print(f"warning: after {len(restarts)} restarts the kept network still scores every "
+              "valid window the same (AUROC 0.5); lower 'lr' in the training settings",
+              file=log, flush=True)
     return model.cpu(), result.history, summary
 
 
@@ -203,7 +258,8 @@ def select_on_valid(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarra
         model, history, summary = train_cnn(X_train, y_train, X_valid, y_valid, cfg, log=log)
         rows.append({"candidate": i, **asdict(cfg.model), "lr": cfg.lr,
                      "weight_decay": cfg.weight_decay, "n_params": summary["n_params"],
-                     "best_epoch": summary["best_epoch"], "valid_auroc": summary["valid_auroc"]})
+                     "best_epoch": summary["best_epoch"], "valid_auroc": summary["valid_auroc"],
+                     "restarts": len(summary["restarts"])})
         if best is None or summary["valid_auroc"] > best[2]["valid_auroc"]:
             best = (model, history, summary)
     table = pd.DataFrame(rows)
