@@ -461,6 +461,18 @@ def cmd_gene_finding(a: argparse.Namespace) -> None:
     run_gene_finding(a.fasta, a.annotation, splits, a.out_dir, a.figure, params, seed, device)
 
 
+def cmd_splice(a: argparse.Namespace) -> None:
+    from .device import resolve_device
+    from .seeding import seed_everything
+    from .splice_run import run_splice
+    params = dict(a.params)
+    seed, threads, splits = params.pop("seed", 0), params.pop("threads", 1), params.pop("splits")
+    device = resolve_device(a.device)
+    seed_everything(seed, threads, device)
+    run_splice(a.fasta, a.annotation, splits, a.out_dir, a.figure, a.pretrained, params, seed,
+               device)
+
+
 def cmd_gene_finding_prokaryote(a: argparse.Namespace) -> None:
     from .device import resolve_device
     from .genefind_prokaryote import run_prokaryote_check
@@ -743,6 +755,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(arg, required=True)
     p.add_argument("--params", type=_json, required=True,
                    help="JSON: seed, threads, splits and helixflow.genefind_run.DEFAULTS")
+    _device_argument(p)
+
+    p = add("splice", cmd_splice,
+            "splice-site masked pretext, predicted PWMs and site classifiers, held-out "
+            "chromosomes")
+    for arg in ("--fasta", "--annotation", "--out-dir", "--figure"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--pretrained", default=None,
+                   help="pretraining output dir (encoder + MLM head); none: a new encoder")
+    p.add_argument("--params", type=_json, required=True,
+                   help="JSON: seed, threads, splits and helixflow.splice_run.DEFAULTS")
     _device_argument(p)
 
     p = add("gene-finding-prokaryote", cmd_gene_finding_prokaryote,

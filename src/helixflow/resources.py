@@ -81,6 +81,8 @@ COSTS: dict[str, Cost] = {
     # gene finding: tiles streamed from the FASTA; the test chromosomes are held whole
     "gene_finding": Cost(1500, 1.0, 30, 0.5, inputs=("fasta",)),
     "gene_finding_prokaryote": Cost(1500, base_min=30),    # a fixed 870-kb contig
+    # splice sites: one chromosome in memory at a time; sites and decoys are a few thousand
+    "splice": Cost(1500, 1.0, 30, 0.5, inputs=("fasta",)),
     # omics stages: fixed inputs (not genome-sized); peaks measured on the default's
     # inputs: scRNA 1,727 MB (over the 1,500 MB default request), methylation 603 MB, 11 min
     "scrna": Cost(1800, base_min=20),

@@ -51,6 +51,10 @@ MIL = config.get("mil")
 PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
 GENE_FINDING = config.get("gene_finding")
+SPLICE = config.get("splice")
+# the splice pretext starts from the pretrained encoder and its MLM head when there is one
+SPLICE_ENCODER = (["results/pretrain/model.safetensors", "results/pretrain/heads.safetensors"]
+                  if SPLICE and SPLICE["pretrained"] and PRETRAINING else [])
 if not PEAK_TARGETS:   # sequence tables only: no coordinates for the stages that need them
     MULTITASK = IMBALANCE = MIL = None
 MODELS = ["cnn", "pwm_jaspar", "kmer_logreg"]
@@ -90,7 +94,8 @@ def staged_inputs():
     extra = (config.get("multitask") or {}).get("extra_targets", []) + (
         config.get("methylation") or {}).get("inputs", []) + (
         config.get("scrna") or {}).get("files", []) + (
-        [config["gene_finding"]["annotation"]] if config.get("gene_finding") else [])
+        [config["gene_finding"]["annotation"]] if config.get("gene_finding") else []) + (
+        [config["splice"]["annotation"]] if config.get("splice") else [])
     for spec in extra:
         inputs[spec["path"]] = (spec.get("url") or "", spec.get("sha256") or "")
     return inputs
@@ -266,6 +271,8 @@ def report_sections():
         sections["gene_finding"] = "results/genefind/metrics.tsv"
         if GENE_FINDING["prokaryote_check"]:
             sections["gene_finding_prokaryote"] = "results/genefind/prokaryote.tsv"
+    if SPLICE:
+        sections["splice"] = "results/splice/classifier_metrics.tsv"
     return sections
 
 
@@ -292,7 +299,7 @@ def final_outputs():
 
 OPTIONAL_STAGES = {"sweep": SWEEP_ARMS, "attributions": ATTRIBUTIONS, "grammar": GRAMMAR,
                    "multitask": MULTITASK, "imbalance": IMBALANCE, "mil": MIL,
-                   "pretraining": PRETRAINING, "gene_finding": GENE_FINDING,
+                   "pretraining": PRETRAINING, "gene_finding": GENE_FINDING, "splice": SPLICE,
                    "methylation": METHYLATION, "scrna": SCRNA}
 
 
