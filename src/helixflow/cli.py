@@ -473,6 +473,19 @@ def cmd_splice(a: argparse.Namespace) -> None:
                device)
 
 
+def cmd_chromatin_contrastive(a: argparse.Namespace) -> None:
+    from .chromatin_contrastive import run_chromatin_contrastive
+    from .device import resolve_device
+    from .seeding import seed_everything
+    params = dict(a.params)
+    seed, threads, splits = params.pop("seed", 0), params.pop("threads", 1), params.pop("splits")
+    device = resolve_device(a.device)
+    seed_everything(seed, threads, device)
+    peaks = a.peaks[0] if len(a.peaks) == 1 and Path(a.peaks[0]).is_dir() else a.peaks
+    run_chromatin_contrastive(a.fasta, peaks, splits, a.out_dir, a.figure, a.aliases,
+                              a.encoder_dir, params, seed, device)
+
+
 def cmd_gene_finding_prokaryote(a: argparse.Namespace) -> None:
     from .device import resolve_device
     from .genefind_prokaryote import run_prokaryote_check
@@ -766,6 +779,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretraining output dir (encoder + MLM head); none: a new encoder")
     p.add_argument("--params", type=_json, required=True,
                    help="JSON: seed, threads, splits and helixflow.splice_run.DEFAULTS")
+    _device_argument(p)
+
+    p = add("chromatin-contrastive", cmd_chromatin_contrastive,
+            "sequence <-> ChIP-exo occupancy contrastive encoders: retrieval and TF probes")
+    for arg in ("--fasta", "--out-dir", "--figure"):
+        p.add_argument(arg, required=True)
+    p.add_argument("--peaks", nargs="+", required=True,
+                   help="one BED per protein, or their folder")
+    p.add_argument("--aliases", default=None, help="chromosome aliases TSV (peaks -> genome)")
+    p.add_argument("--encoder-dir", default=None,
+                   help="pretrained encoder (model.safetensors + config.json); none: a new one")
+    p.add_argument("--params", type=_json, required=True,
+                   help="JSON: seed, threads, splits and helixflow.chromatin_contrastive.DEFAULTS")
     _device_argument(p)
 
     p = add("gene-finding-prokaryote", cmd_gene_finding_prokaryote,

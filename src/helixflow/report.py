@@ -494,12 +494,60 @@ def splice_section(path: str | Path) -> str:
             "resolved. Figure: splice_sites.</p>")
 
 
+
+CHROMATIN_ENCODERS = {"contrastive_all_proteins": "contrastive (every protein in the view)",
+                      "contrastive_probed_held_out": "contrastive (probed TFs left out)",
+                      "pretrained": "MLM-pretrained (start)", "initial": "untrained (start)",
+                      "random": "random encoder"}
+
+
+def chromatin_section(path: str | Path) -> str:
+    """Sequence ↔ chromatin retrieval in pools and the TF probes on frozen embeddings."""
+    metrics = pd.read_csv(path, sep="\t")
+    record = read_json(Path(path).parent / "record.json")["results"]
+    pools = metrics[metrics["pool"] == "pools"]
+    size = int(pools["pool_size"].iloc[0]) if len(pools) else 0
+    wide = pools.assign(cell=[f"{_ci(r.accuracy, r.accuracy_lo, r.accuracy_hi)} (chance "
+                              f"{r.chance:.3f})" for r in pools.itertuples()]).pivot_table(
+        index=["variant", "model", "direction"], columns="k", values="cell", aggfunc="first")
+    wide.columns = [f"top-{k}" for k in wide.columns]
+    retrieval = wide.reset_index().rename(columns={"variant": "view", "model": "model"})
+    retrieval["direction"] = retrieval["direction"].str.replace("_to_", " → ")
+    probes_path = Path(path).parent / "probes.tsv"
+    probes = pd.read_csv(probes_path, sep="\t") if probes_path.stat().st_size > 1 else \
+        pd.DataFrame()
+    probe_html = "<p>No TF probe: too few positive bins.</p>"
+    if len(probes):
+        probes["cell"] = [_ci(r.auroc, r.auroc_lo, r.auroc_hi) for r in probes.itertuples()]
+        table = probes.pivot_table(index="target", columns="encoder", values="cell",
+                                   aggfunc="first")
+        table = table[[e for e in CHROMATIN_ENCODERS if e in table.columns]]
+        table.columns = [CHROMATIN_ENCODERS[e] for e in table.columns]
+        probe_html = ("<p>TF binding (the bin holds a summit of the TF) from each encoder's "
+                      "frozen embedding, logistic regression with C chosen on valid; test "
+                      "AUROC [95% bootstrap]. The first column is partly circular: that TF's "
+                      "own track was in the view the encoder was aligned to.</p>"
+                      + table_html(table.reset_index()))
+    bins = record["bins"]
+    kept = bins["kept_bins"]
+    return ("<h2>Sequence ↔ chromatin contrastive</h2>"
+            "<p>Each bin's DNA and its ChIP-exo occupancy across every protein (Rossi et al. "
+            "2021; log1p summit counts) aligned by InfoNCE on the training chromosomes, "
+            "weights kept on valid top-1 retrieval. Retrieval on the test chromosomes in "
+            f"disjoint seeded pools of {size} bins (chance k/{size}); Wilson 95% intervals. "
+            f"{bins['proteins']} protein tracks; {bins['genome_bins_with_peaks']:,} of "
+            f"{bins['genome_bins']:,} bins of {bins['bin_bp']} bp hold a summit; kept: train "
+            f"{kept['train']:,}, valid {kept['valid']:,}, test {kept['test']:,}.</p>"
+            + table_html(retrieval) + probe_html
+            + "<p>Figure: chromatin_contrastive.</p>")
+
+
 SECTIONS = {"motif_sources": motif_sources_section, "grammar": grammar_section,
             "multitask": multitask_section, "imbalance": imbalance_section, "mil": mil_section,
             "pretraining": pretraining_section, "transfer": transfer_section,
             "gene_finding": gene_finding_section,
             "gene_finding_prokaryote": gene_finding_prokaryote_section,
-            "splice": splice_section}
+            "splice": splice_section, "chromatin": chromatin_section}
 
 
 def write_summary(out: str | Path, metrics: str | Path, paired: str | Path, motifs: str | Path,

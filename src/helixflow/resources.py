@@ -83,6 +83,9 @@ COSTS: dict[str, Cost] = {
     "gene_finding_prokaryote": Cost(1500, base_min=30),    # a fixed 870-kb contig
     # splice sites: one chromosome in memory at a time; sites and decoys are a few thousand
     "splice": Cost(1500, 1.0, 30, 0.5, inputs=("fasta",)),
+    # sequence <-> chromatin: one chromatin view per bin (bins × proteins floats) and the bins'
+    # tokens; the yeast genome's 11,565 bins × 377 proteins are 17 MB
+    "chromatin_contrastive": Cost(2500, 1.0, 60, 1.0, inputs=("fasta",)),
     # omics stages: fixed inputs (not genome-sized); peaks measured on the default's
     # inputs: scRNA 1,727 MB (over the 1,500 MB default request), methylation 603 MB, 11 min
     "scrna": Cost(1800, base_min=20),

@@ -52,6 +52,7 @@ PRETRAINING = config.get("pretraining")
 SCRNA = config.get("scrna")
 GENE_FINDING = config.get("gene_finding")
 SPLICE = config.get("splice")
+CHROMATIN = config.get("chromatin_contrastive")
 # the splice pretext starts from the pretrained encoder and its MLM head when there is one
 SPLICE_ENCODER = (["results/pretrain/model.safetensors", "results/pretrain/heads.safetensors"]
                   if SPLICE and SPLICE["pretrained"] and PRETRAINING else [])
@@ -126,6 +127,24 @@ for _rel, (_url, _sha) in INPUTS.items():
         raise ValueError(f"helixflow: input '{_rel}' is missing: not in the mirror(s) "
                          f"{MIRRORS} and no url is given; put the file there, fix "
                          f"'data_mirror' in the config or give the input a url")
+
+
+def chromatin_peaks():
+    """The peak files (one per protein) of the chromatin view, read in place from the first
+    mirror that holds the folder (hundreds of files: not staged one job each; their sha256
+    are recorded in results/chromatin/proteins.tsv)."""
+    folder = next((Path(m, CHROMATIN["peaks_dir"]) for m in MIRRORS
+                   if Path(m, CHROMATIN["peaks_dir"]).is_dir()), None)
+    files = sorted(str(p) for p in folder.glob("*.bed")) if folder else []
+    if not files:
+        raise ValueError(f"helixflow: chromatin_contrastive.peaks_dir "
+                         f"'{CHROMATIN['peaks_dir']}' holds no .bed file in the mirror(s) "
+                         f"{MIRRORS}; put the per-protein peak files there or set "
+                         f"'chromatin_contrastive: null'")
+    return files
+
+
+CHROMATIN_PEAKS = chromatin_peaks() if CHROMATIN else []
 
 
 def resource(key):
@@ -273,6 +292,8 @@ def report_sections():
             sections["gene_finding_prokaryote"] = "results/genefind/prokaryote.tsv"
     if SPLICE:
         sections["splice"] = "results/splice/classifier_metrics.tsv"
+    if CHROMATIN:
+        sections["chromatin"] = "results/chromatin/metrics.tsv"
     return sections
 
 
@@ -300,6 +321,7 @@ def final_outputs():
 OPTIONAL_STAGES = {"sweep": SWEEP_ARMS, "attributions": ATTRIBUTIONS, "grammar": GRAMMAR,
                    "multitask": MULTITASK, "imbalance": IMBALANCE, "mil": MIL,
                    "pretraining": PRETRAINING, "gene_finding": GENE_FINDING, "splice": SPLICE,
+                   "chromatin_contrastive": CHROMATIN,
                    "methylation": METHYLATION, "scrna": SCRNA}
 
 
