@@ -37,6 +37,7 @@ from helixflow.splice_model import (
     encode,
     load_site_mlm,
     mask_core,
+    masked_core_probabilities,
 )
 from helixflow.splice_run import run_splice
 from helixflow.tokenize import MASK
@@ -56,7 +57,7 @@ def write_gff(path, exons: list[tuple[str, int, int, str, str]]) -> None:
         handle.write("\n".join(lines) + "\n")
 
 
-def planted_genome(tmp_path, n_introns: int = 24, length: int = 24_000, seed: int = 0):
+def planted_genome(tmp_path, n_introns: int = 25, length: int = 24_000, seed: int = 0):
     """Three random chromosomes (train, valid, test); each holds ``n_introns`` two-exon
     transcripts, half on each strand, whose introns read DONOR ... BRANCH .. ACCEPTOR on the
     transcript's strand. Returns (fasta, gff, splits)."""
@@ -161,6 +162,11 @@ def test_mask_core_and_probabilities():
     model = load_site_mlm(None, SMALL_ENCODER)
     probs = core_probabilities(model, tokens[:1], core[:1])
     assert probs.shape == (1, 6, 4) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+    # a donor and an acceptor together: 6 + 3 positions, flat; not as (n, width, 4)
+    flat = masked_core_probabilities(model, tokens, core)
+    assert flat.shape == (9, 4) and np.allclose(flat[:6], probs[0], atol=1e-6)
+    with pytest.raises(ValueError, match="different widths"):
+        core_probabilities(model, tokens, core)
 
 
 def test_pretrained_head_is_loaded(tmp_path):
@@ -202,9 +208,10 @@ def test_stage_writes_its_layout(stage):
         assert (out / name).is_file(), name
     assert (tmp / "splice.png").is_file() and (tmp / "splice.svg").is_file()
     record = json.loads((out / "record.json").read_text())
-    assert record["results"]["sites"] == {"test/acceptor": 24, "test/donor": 24,
-                                          "train/acceptor": 24, "train/donor": 24,
-                                          "valid/acceptor": 24, "valid/donor": 24}
+    # 25 + 25 valid core bases: 225 positions, no whole number of 6-wide cores
+    assert record["results"]["sites"] == {f"{split}/{kind}": 25 for split in
+                                          ("train", "valid", "test")
+                                          for kind in ("acceptor", "donor")}
     sites = pd.read_csv(out / "sites.tsv", sep="\t")
     assert set(sites.loc[sites["split"] == "test", "chrom"]) == {"chrTest"}
     assert set(sites.loc[sites["split"] == "train", "chrom"]) == {"chrTrain"}

@@ -214,19 +214,12 @@ def drop_overlapping(windows: pd.DataFrame, regions: pd.DataFrame) -> pd.DataFra
 
 
 def nucleotide_content(windows: pd.DataFrame, fasta: str | Path) -> pd.DataFrame:
-    """GC fraction over called bases and N fraction per window (bedtools nuc), same row order."""
+    """GC fraction over called bases and N fraction per window, same row order (as
+    ``bedtools nuc`` counts them; :func:`helixflow.tiles.window_content`)."""
+    from .tiles import window_content
     if windows.empty:
         return pd.DataFrame({"gc": [], "n_frac": []})
-    keys = windows.assign(name=np.arange(len(windows)).astype(str))
-    nuc = to_bedtool(keys).nucleotide_content(fi=str(fasta)).to_dataframe(
-        disable_auto_names=True, header=0)
-    nuc.columns = ["chrom", "start", "end", "name", "at", "gc", "a", "c", "g", "t", "n", "oth",
-                   "length"]
-    nuc = nuc.sort_values("name", key=lambda s: s.astype(int))
-    called = (nuc["a"] + nuc["c"] + nuc["g"] + nuc["t"]).to_numpy()
-    gc = np.divide((nuc["c"] + nuc["g"]).to_numpy(), called, out=np.zeros(len(nuc)),
-                   where=called > 0)
-    return pd.DataFrame({"gc": gc, "n_frac": 1 - called / nuc["length"].to_numpy()})
+    return window_content(fasta, windows)
 
 
 def gc_matched_sample(pos_gc: np.ndarray, cand_gc: np.ndarray, ratio: float, n_bins: int,

@@ -101,26 +101,40 @@ def mask_core(tokens: torch.Tensor, core: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 @torch.no_grad()
-def core_probabilities(model: SiteMLM, tokens: torch.Tensor, core: torch.Tensor,
-                       batch: int = 128) -> np.ndarray:
-    """Probabilities (n, width, 4) over A, C, G, T at each window's masked core (every
-    window's core has the same width), renormalised over the four bases."""
+def masked_core_probabilities(model: SiteMLM, tokens: torch.Tensor, core: torch.Tensor,
+                              batch: int = 128) -> np.ndarray:
+    """Probabilities (positions, 4) over A, C, G, T at every core position (row-major over
+    windows, then positions), each window's core masked, renormalised over the four bases;
+    windows may have cores of different widths."""
     model.eval()
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(tokens), batch):
         inputs, _ = mask_core(tokens[i:i + batch], core[i:i + batch])
         logits = model(inputs.to(device)).float()[..., BASE_TOKENS].cpu()
-        probs = torch.softmax(logits, dim=-1)
-        width = int(core[i].sum())
-        out.append(probs[core[i:i + batch]].reshape(-1, width, 4))
-    return torch.cat(out).numpy() if out else np.zeros((0, 0, 4))
+        out.append(torch.softmax(logits, dim=-1)[core[i:i + batch]])
+    return torch.cat(out).numpy() if out else np.zeros((0, 4))
+
+
+def core_probabilities(model: SiteMLM, tokens: torch.Tensor, core: torch.Tensor,
+                       batch: int = 128) -> np.ndarray:
+    """Probabilities (n, width, 4) at each window's masked core; every core has ``width``
+    positions (one kind of site)."""
+    return masked_core_probabilities(model, tokens, core, batch).reshape(
+        len(tokens), _core_width(core), 4)
+
+
+def _core_width(core: torch.Tensor) -> int:
+    widths = core.sum(1).unique()
+    if len(widths) > 1:
+        raise ValueError(f"cores of different widths {widths.tolist()}: one kind of site at "
+                         "a time")
+    return int(widths[0]) if len(widths) else 0
 
 
 def true_bases(tokens: torch.Tensor, core: torch.Tensor) -> np.ndarray:
     """Base index 0..3 (n, width) at each window's core (−1 where not a base)."""
-    width = int(core[0].sum()) if len(core) else 0
-    ids = tokens[core].reshape(-1, width).numpy() - BASE_TOKENS.start
+    ids = tokens[core].reshape(len(tokens), _core_width(core)).numpy() - BASE_TOKENS.start
     return np.where((ids >= 0) & (ids < 4), ids, -1)
 
 
@@ -160,8 +174,12 @@ def train_pretext(model: SiteMLM, train: tuple[torch.Tensor, torch.Tensor],
         return Step(loss, weight=float(len(rows)))
 
     def evaluate(m: nn.Module) -> dict:
-        probs = core_probabilities(model, *valid)
-        return {"valid_core_bits": float(core_bits(probs, true_bases(*valid)).mean())}
+        # every valid core base counts once, donors' and acceptors' alike
+        probs = masked_core_probabilities(model, *valid)
+        bases = valid[0][valid[1]].numpy() - BASE_TOKENS.start
+        known = (bases >= 0) & (bases < 4)
+        picked = probs[np.arange(len(bases))[known], bases[known]]
+        return {"valid_core_bits": float(-np.log2(np.clip(picked, 1e-12, None)).mean())}
 
     fit_settings = FitSettings(epochs=s["epochs"], batch_size=s["batch_size"],
                                monitor="valid_core_bits", higher_is_better=False,

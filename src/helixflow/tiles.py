@@ -33,6 +33,24 @@ for _base in b"CGcg":
     _IS_GC[_base] = 1
 
 
+def window_content(fasta: str | Path, windows: pd.DataFrame) -> pd.DataFrame:
+    """GC over called bases and N fraction of each window (chrom, start, end; any widths), in
+    row order. Reads only the windows' bases (faidx seeks), so memory follows one window:
+    ``bedtools nuc`` maps the whole FASTA, and its touched pages count as the job's resident
+    memory (2.1 GB for 60,000 windows of a 3.1-Gb genome, over the request)."""
+    n = len(windows)
+    gc, n_frac = np.zeros(n), np.zeros(n)
+    with pysam.FastaFile(str(fasta)) as genome:
+        rows = zip(windows["chrom"], windows["start"], windows["end"], strict=True)
+        for i, (chrom, start, end) in enumerate(rows):
+            codes = np.frombuffer(genome.fetch(chrom, int(start), int(end)).encode("ascii"),
+                                  dtype=np.uint8)
+            called = int(_IS_CALLED[codes].sum())
+            gc[i] = int(_IS_GC[codes].sum()) / called if called else 0.0
+            n_frac[i] = 1 - called / (int(end) - int(start))   # past the end counts as N
+    return pd.DataFrame({"gc": gc, "n_frac": n_frac})
+
+
 def chromosome_tiles(fasta: pysam.FastaFile, chrom: str, width: int,
                      chunk_tiles: int = 4096) -> Iterator[pd.DataFrame]:
     """Tiles of one chromosome, ``chunk_tiles`` at a time, columns ``TILE_COLUMNS``."""
