@@ -51,7 +51,7 @@ def _bars(ax, table: pd.DataFrame, names: dict[str, str], value: str, lo: str, h
             ax.text(xi, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(np.arange(len(rows)), [names[m] for m in rows.index], fontsize=8,
                   rotation=15)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.legend(fontsize=8, frameon=False, loc="upper center", ncol=2)
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -69,11 +69,12 @@ def plot_splice(path_png: str | Path, matrices: dict[tuple[str, str], np.ndarray
     bits = fig.add_subplot(grid[0, 3])
     _bars(bits, pretext, PREDICTORS, "bits_per_base", "bits_lo", "bits_hi")
     bits.set_ylabel("bits per core base (lower = better)")
+    bits.set_ylim(0, 1.3 * float(pretext["bits_hi"].max()))
     bits.set_title("d  Filling masked cores, test sites (95% bootstrap)", fontsize=9, loc="left")
     auroc = fig.add_subplot(grid[1, 3])
     _bars(auroc, classifiers, CLASSIFIERS, "auroc", "auroc_lo", "auroc_hi")
     auroc.axhline(0.5, color="#999", lw=0.8, ls="--")
-    auroc.set_ylim(0.4, 1.08)
+    auroc.set_ylim(0.4, 1.15)
     auroc.set_ylabel("test AUROC, site vs GT/AG decoy")
     auroc.set_title("e  Site classifiers, test chromosomes (95% bootstrap)", fontsize=9,
                     loc="left")
