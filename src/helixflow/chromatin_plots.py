@@ -63,11 +63,11 @@ def _probes(ax, probes: pd.DataFrame) -> None:
                color=PALETTE[e % len(PALETTE)], label=encoder)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     ax.set_xticks(x, targets)
-    ax.set_ylim(0.3, 1.05)
+    ax.set_ylim(0.3, 1.12)
     ax.set_ylabel("test AUROC (bootstrap 95%)")
     ax.set_title("b  Linear probe of TF binding on frozen embeddings\n(hatched: the TF's own "
                  "track was in the aligned view)")
-    ax.legend(fontsize=6, frameon=False, loc="lower left", ncol=2)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", ncol=2)
 
 
 def plot_chromatin_contrastive(path_png: str | Path, metrics: pd.DataFrame,
