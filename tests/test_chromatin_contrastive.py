@@ -22,6 +22,7 @@ from helixflow.chromatin_contrastive import (
 from helixflow.chromatin_view import build_pairs, peak_files, protein_name
 from helixflow.errors import InputError
 from helixflow.models.encoders import build_encoder
+from helixflow.report import chromatin_section
 
 pytestmark = pytest.mark.usefixtures("restore_torch_state")
 
@@ -270,3 +271,11 @@ def test_planted_run_writes_outputs_and_probes_see_the_aligned_motif(planted_run
         assert aligned > probes.loc[(target, "contrastive_probed_held_out"), "auroc"] + 0.05
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert set(history["variant"]) == {"all_proteins", "probed_held_out"}
+
+
+def test_summary_section_shows_retrieval_and_probes(planted_run):
+    root, _ = planted_run
+    page = chromatin_section(root / "out" / "metrics.tsv")
+    assert "pools of 32 bins (chance k/32)" in page
+    assert "sequence → chromatin" in page and "chromatin → sequence" in page
+    assert "contrastive (probed TFs left out)" in page and "P1" in page

@@ -17,6 +17,7 @@ from helixflow.errors import InputError
 from helixflow.genome import index_genome
 from helixflow.models.encoders import build_encoder, save_encoder
 from helixflow.objectives import MLMHead
+from helixflow.report import splice_section
 from helixflow.splice import (
     base_counts,
     consensus_of,
@@ -252,3 +253,10 @@ def test_annotation_of_another_genome_is_refused(tmp_path):
         run_splice(fasta, str(gff), splits, tmp_path / "out", tmp_path / "f.png",
                    params={"encoder": SMALL_ENCODER})
     assert not (tmp_path / "out" / "record.json").exists()
+
+
+def test_summary_section_states_both_tables(stage):
+    tmp, _, _ = stage
+    page = splice_section(tmp / "out" / "classifier_metrics.tsv")
+    assert "GTATGT" in page and "same network from scratch" in page
+    assert "25–25 test sites per kind" in page and "Figure: splice_sites" in page

@@ -475,7 +475,7 @@ def splice_section(path: str | Path) -> str:
         "sites / decoys": [f"{r.n_pos} / {r.n_neg}" for r in classifiers.itertuples()],
         "test AUROC": [_ci(r.auroc, r.auroc_lo, r.auroc_hi) for r in classifiers.itertuples()],
         "test AUPRC": [_ci(r.auprc, r.auprc_lo, r.auprc_hi) for r in classifiers.itertuples()]})
-    width = float((classifiers["auroc_hi"] - classifiers["auroc_lo"]).median())
+    widths = classifiers["auroc_hi"] - classifiers["auroc_lo"]
     return ("<h2>Splice sites: a masked-core pretext and site classifiers</h2>"
             f"<p>{record['introns']} introns (gaps between the exons of one transcript). The "
             "pretext masks each site's core (donor: intron bases +1..+6, consensus GTATGT; "
@@ -489,9 +489,10 @@ def splice_section(path: str | Path) -> str:
             "AG (acceptor) that is not an annotated site, drawn from the same chromosomes; "
             "every network weight fine-tuned, weights kept on valid AUROC.</p>"
             + table_html(told)
-            + f"<p>With this few test sites the median 95% interval of a test AUROC is "
-            f"{width:.3f} wide: differences between models smaller than that are not "
-            "resolved. Figure: splice_sites.</p>")
+            + f"<p>With {int(classifiers['n_pos'].min())}–{int(classifiers['n_pos'].max())} "
+            f"test sites per kind the 95% intervals of a test AUROC are "
+            f"{widths.min():.3f}–{widths.max():.3f} wide: differences between models smaller "
+            "than that are not resolved. Figure: splice_sites.</p>")
 
 
 
