@@ -40,7 +40,7 @@ from scipy import sparse
 
 from .encode import base_indices
 from .errors import InputError
-from .files import open_text, sha256sum
+from .files import bed_coordinates, open_text, sha256sum
 from .genome import Genome, read_aliases
 from .intervals import resolve_splits
 from .tokenize import Tokenizer
@@ -136,12 +136,7 @@ def read_summits(path: str | Path, sizes: Mapping[str, int], aliases: Mapping[st
                 raise InputError(f"{len(fields)} column(s), BED needs at least 3 "
                                  "(chrom, start, end)", path=path, line=number,
                                  fix="separate the columns with tabs, or remove the line")
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError as err:
-                raise InputError(f"coordinates are not integers ({fields[1]!r}, "
-                                 f"{fields[2]!r})", path=path, line=number,
-                                 fix="fix or remove the line") from err
+            start, end = bed_coordinates(fields, path, number)
             if start < 0 or end <= start:
                 raise InputError(f"bad interval start={start} end={end} (need 0 <= start < "
                                  "end)", path=path, line=number, fix="fix or remove the line")

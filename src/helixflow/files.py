@@ -136,3 +136,13 @@ def _first_undecodable(path: Path, gzipped: bool) -> tuple[int | None, int | Non
             except UnicodeDecodeError as err:
                 return number, len(line[:err.start].decode("utf-8")) + 1
     return None, None
+
+
+def bed_coordinates(fields: list[str], path: str | Path, line: int) -> tuple[int, int]:
+    """(start, end) of a BED line's columns; a clear error naming the file and line when they
+    are not integers."""
+    try:
+        return int(fields[1]), int(fields[2])
+    except ValueError as err:
+        raise InputError(f"coordinates are not integers ({fields[1]!r}, {fields[2]!r})",
+                         path=path, line=line, fix="fix or remove the line") from err

@@ -15,7 +15,7 @@ import pandas as pd
 import pybedtools
 
 from .errors import InputError
-from .files import open_text
+from .files import bed_coordinates, open_text
 
 WINDOW_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "label", "split", "kind",
                   "gc"]
@@ -122,12 +122,7 @@ def read_blacklist(path: str | Path | None, sizes: Mapping[str, int],
                 raise InputError(f"{len(fields)} columns, BED needs at least 3", path=path,
                                  line=number, fix="check the separator is a tab")
             chrom = fields[0] if fields[0] in sizes else aliases.get(fields[0])
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError as err:
-                raise InputError(f"coordinates are not integers ({fields[1]!r}, "
-                                 f"{fields[2]!r})", path=path, line=number,
-                                 fix="fix or remove the line") from err
+            start, end = bed_coordinates(fields, path, number)
             if chrom in sizes:
                 rows.append((chrom, start, end))
     return pd.DataFrame(rows, columns=["chrom", "start", "end"])
