@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from helixflow.errors import InputError
 from helixflow.genome import index_genome
 from helixflow.models.encoders import build_encoder, save_encoder
+from helixflow.motifs import kl_columns, pfm_to_ppm
 from helixflow.objectives import MLMHead
 from helixflow.report import splice_section
 from helixflow.splice import (
@@ -23,10 +24,8 @@ from helixflow.splice import (
     consensus_of,
     core_slice,
     decoy_junctions,
-    kl_bits,
     matches_consensus,
     oriented_window,
-    pwm,
     read_introns,
     reverse_complement,
     sample_decoys,
@@ -137,11 +136,11 @@ def test_decoys_are_centred_like_sites_and_keep_away_from_them():
 def test_pwm_kl_and_consensus():
     counts = base_counts(["GTATGT", "GTACGT", "GTATGT", "GTAAGT"], slice(0, 6))
     assert counts.sum(0).tolist() == [4] * 6
-    matrix = pwm(counts, 0.5)
+    matrix = pfm_to_ppm(counts, 0.5)
     assert np.allclose(matrix.sum(0), 1)
     assert consensus_of(matrix) == "GTATGT"
-    assert np.allclose(kl_bits(matrix, matrix), 0)
-    kl = kl_bits(matrix, np.full((4, 6), 0.25))
+    assert np.allclose(kl_columns(matrix, matrix), 0)
+    kl = kl_columns(matrix, np.full((4, 6), 0.25))
     assert (kl[[0, 1, 2, 4, 5]] > 0.5).all() and kl[3] < 0.5     # column 4 is mixed
     assert matches_consensus("CAG", "YAG") and matches_consensus("TAG", "YAG")
     assert not matches_consensus("AAG", "YAG")

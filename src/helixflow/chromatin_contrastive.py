@@ -54,7 +54,7 @@ from .models.encoders import build_encoder, encoder_tokenizer, load_encoder, sav
 from .models.rc import masked_mean, resolve_padding
 from .objectives import ProjectionHead, info_nce, temperature_from_margin
 from .records import write_record
-from .transfer import fit_probe
+from .transfer import embed, fit_probe
 
 DEFAULTS: dict = {
     "view": dict(VIEW_DEFAULTS),
@@ -162,16 +162,6 @@ def project(model: PairedEncoders, tokens: np.ndarray, view: np.ndarray,
     return torch.cat(z_seq).numpy(), torch.cat(z_chrom).numpy()
 
 
-@torch.no_grad()
-def embed_pooled(encoder: nn.Module, tokens: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Frozen ``encoder.pooled`` descriptors, float32 shape=(n, d_model)."""
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = [encoder.pooled(torch.from_numpy(tokens[i:i + batch_size].astype(np.int64))
-                          .to(device)).float().cpu() for i in range(0, len(tokens), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, encoder.d_model), np.float32)
-
-
 # ----------------------------------------------------------------------------- retrieval
 
 def view_groups(view: np.ndarray) -> np.ndarray:
@@ -229,11 +219,13 @@ def retrieval_table(z_seq: np.ndarray, z_chrom: np.ndarray, view: np.ndarray,
     size = min(pool_size, n)
     pools = [order[i:i + size] for i in range(0, n - size + 1, size)] if size else []
     rows = []
-    for pool_name, members in (("pools", pools), ("all", [np.arange(n)])):
+    partitions = {"pools": pools, "all": [np.arange(n)]}
+    groups = {name: [view_groups(view[m]) for m in members]      # identical views tie
+              for name, members in partitions.items()}
+    for pool_name, members in partitions.items():
         for direction in DIRECTIONS:
             hit_parts, ceil_parts = [], []
-            for m in members:
-                g = view_groups(view[m])
+            for m, g in zip(members, groups[pool_name], strict=True):
                 if direction == "sequence_to_chromatin":
                     hit_parts.append(topk_hits(z_seq[m], z_chrom[m], ks, g))
                 else:
@@ -469,7 +461,8 @@ def run_chromatin_contrastive(fasta: str | Path, peaks: str | Path | Sequence[st
         embeddings = {}
         for name, encoder in encoders.items():
             encoder.to(device)
-            embeddings[name] = {s: embed_pooled(encoder, pairs.tokens[r], p["batch_size_eval"])
+            embeddings[name] = {s: embed(encoder, pairs.tokens[r].astype(np.int64),
+                                         p["batch_size_eval"])
                                 for s, r in probe_rows.items()}
         probes, gains = linear_probes(embeddings, labels, p["probe"], seed)
         probes.insert(2, "track_in_view", [

@@ -236,7 +236,8 @@ class ChromatinPairs:
                                                                             list[str]]:
         """The chromatin view float32 shape=(n, P - len(drop)) without the ``drop`` proteins,
         and its column names."""
-        keep = [j for j, p in enumerate(self.proteins) if p not in set(drop)]
+        dropped = set(drop)
+        keep = [j for j, p in enumerate(self.proteins) if p not in dropped]
         return chromatin_values(self.counts[:, keep], value), [self.proteins[j] for j in keep]
 
     def labels(self, protein: str) -> np.ndarray:
@@ -270,7 +271,8 @@ def build_pairs(fasta: str | Path, peaks: str | Path | Sequence[str | Path],
         if len(empty) == len(files):
             raise InputError("no peak falls in any whole bin of the genome", path=str(peaks),
                              fix="check the peak files are non-empty and match the genome")
-        select = np.array([p not in set(ignore_for_selection) for p in table["protein"]])
+        ignored = set(ignore_for_selection)
+        select = np.array([p not in ignored for p in table["protein"]])
         n_select = np.asarray(counts[:, select].sum(1)).ravel()
         n_all = np.asarray(counts.sum(1)).ravel()
         rng = np.random.default_rng(seed)

@@ -16,6 +16,7 @@ import pybedtools
 
 from .errors import InputError
 from .files import bed_coordinates, open_text
+from .tiles import window_content
 
 WINDOW_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "label", "split", "kind",
                   "gc"]
@@ -211,7 +212,6 @@ def drop_overlapping(windows: pd.DataFrame, regions: pd.DataFrame) -> pd.DataFra
 def nucleotide_content(windows: pd.DataFrame, fasta: str | Path) -> pd.DataFrame:
     """GC fraction over called bases and N fraction per window, same row order (as
     ``bedtools nuc`` counts them; :func:`helixflow.tiles.window_content`)."""
-    from .tiles import window_content
     if windows.empty:
         return pd.DataFrame({"gc": [], "n_frac": []})
     return window_content(fasta, windows)

@@ -391,7 +391,7 @@ def tomtom_matches(queries: dict[str, np.ndarray], targets: list[JasparMotif]) -
 
 # ----------------------------------------------------------------------------- KL
 
-def _kl_columns(target: np.ndarray, query: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+def kl_columns(target: np.ndarray, query: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """D(target_col || query_col) in bits for paired columns, both shape=(4, k) → (k,)."""
     t = np.clip(np.asarray(target, dtype=np.float64), eps, None)
     q = np.clip(np.asarray(query, dtype=np.float64), eps, None)
@@ -415,7 +415,7 @@ def aligned_kl(query: np.ndarray, target: np.ndarray, offset: int, strand: str) 
     lo, hi = max(0, offset), min(wt, offset + wq)
     if hi <= lo:
         raise ValueError(f"no overlap at offset {offset} (query w={wq}, target w={wt})")
-    return float(_kl_columns(target[:, lo:hi], query[:, lo - offset:hi - offset]).mean())
+    return float(kl_columns(target[:, lo:hi], query[:, lo - offset:hi - offset]).mean())
 
 
 def best_kl_to(query: np.ndarray, target: np.ndarray) -> tuple[float, int, str]:

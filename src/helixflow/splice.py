@@ -11,8 +11,8 @@ between window positions ``flank - 1`` and ``flank``, so that, whatever the stra
 The cores are what the splice pretext masks (the GT/AG dinucleotides and the bases the
 yeast consensus fixes beside them: donor GTATGT, acceptor YAG). Decoys for the site
 classifiers are windows centred the same way on a GT (donor) or AG (acceptor) that is not an
-annotated site. PWMs are (4, width) probability matrices, rows A, C, G, T (as
-:mod:`helixflow.motifs`).
+annotated site. PWMs are (4, width) probability matrices, rows A, C, G, T, as
+:mod:`helixflow.motifs` builds them (``pfm_to_ppm``, ``pwm_logodds``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,14 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .encode import ALPHABET
+from .encode import ALPHABET, one_hot_batch
 from .files import open_text
+from .genefind import reverse_complement
 
 KINDS = ("donor", "acceptor")
 CORE = {"donor": (0, 6), "acceptor": (-3, 0)}        # relative to the junction, intron side
 CONSENSUS = {"donor": "GTATGT", "acceptor": "YAG", "branch": "TACTAAC"}
 IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "Y": "CT", "R": "AG", "N": "ACGT"}
-_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
-
-
-def reverse_complement(seq: str) -> str:
-    return seq.translate(_COMPLEMENT)[::-1]
 
 
 def read_introns(gff: str, chroms: Iterable[str] | None = None) -> pd.DataFrame:
@@ -128,26 +124,7 @@ def sample_decoys(chrom_seq: str, kind: str, n: int, exclude: np.ndarray, flank:
 def base_counts(windows: list[str], part: slice) -> np.ndarray:
     """Counts (4, width) of A, C, G, T at the positions ``part`` of equal-length windows (any
     other letter counts nowhere)."""
-    width = len(range(*part.indices(len(windows[0])))) if windows else 0
-    counts = np.zeros((4, width))
-    for window in windows:
-        for i, base in enumerate(window[part]):
-            j = ALPHABET.find(base)
-            if j >= 0:
-                counts[j, i] += 1
-    return counts
-
-
-def pwm(counts: np.ndarray, pseudocount: float = 0.5) -> np.ndarray:
-    """Probabilities (4, width) from counts, ``pseudocount`` added to every cell."""
-    counts = np.asarray(counts, dtype=np.float64) + pseudocount
-    return counts / counts.sum(axis=0, keepdims=True)
-
-
-def kl_bits(p: np.ndarray, q: np.ndarray, eps: float = 1e-9) -> np.ndarray:
-    """KL(p ‖ q) in bits per column of two (4, width) probability matrices."""
-    p, q = np.clip(p, eps, None), np.clip(q, eps, None)
-    return np.maximum((p * np.log2(p / q)).sum(axis=0), 0.0)   # no −0.0 from rounding
+    return one_hot_batch(windows)[:, :, part].sum(axis=0, dtype=np.float64)
 
 
 def consensus_of(matrix: np.ndarray) -> str:
@@ -161,17 +138,7 @@ def matches_consensus(sequence: str, consensus: str) -> bool:
         base in IUPAC[code] for base, code in zip(sequence, consensus, strict=True))
 
 
-def pwm_log_odds(matrix: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Log2 odds (4, width) of a PWM against base frequencies ``background`` (4,)."""
-    return np.log2(matrix / np.asarray(background, dtype=np.float64)[:, None])
-
-
 def pwm_scores(windows: list[str], log_odds: np.ndarray, part: slice) -> np.ndarray:
-    """Sum of log odds over the positions ``part`` of each window (N scores 0)."""
-    scores = np.zeros(len(windows))
-    for n, window in enumerate(windows):
-        for i, base in enumerate(window[part]):
-            j = ALPHABET.find(base)
-            if j >= 0:
-                scores[n] += log_odds[j, i]
-    return scores
+    """Sum of log odds (4, width) over the positions ``part`` of each window (N scores 0)."""
+    return np.einsum("nbw,bw->n", one_hot_batch(windows)[:, :, part].astype(np.float64),
+                     log_odds)

@@ -32,6 +32,7 @@ from .evaluate import auroc_or_nan
 from .fit import FitResult, FitSettings, Step, fit
 from .models.encoders import build_encoder, load_encoder
 from .objectives import IGNORE, MLMHead, mask_tokens, mlm_loss
+from .splice import core_slice
 from .tokenize import MASK, SPECIALS, Tokenizer
 
 BASE_TOKENS = slice(len(SPECIALS), len(SPECIALS) + 4)   # A, C, G, T with k = 1
@@ -86,7 +87,6 @@ def encode(windows: list[str]) -> torch.Tensor:
 
 def core_mask(kinds: list[str], length: int, flank: int) -> torch.Tensor:
     """Bool (n, length): True on each window's core (its kind's :data:`splice.CORE`)."""
-    from .splice import core_slice
     mask = torch.zeros((len(kinds), length), dtype=torch.bool)
     for i, kind in enumerate(kinds):
         mask[i, core_slice(kind, flank)] = True
@@ -184,9 +184,9 @@ def train_pretext(model: SiteMLM, train: tuple[torch.Tensor, torch.Tensor],
     fit_settings = FitSettings(epochs=s["epochs"], batch_size=s["batch_size"],
                                monitor="valid_core_bits", higher_is_better=False,
                                patience=s["patience"], max_grad_norm=1.0)
-    start = (evaluate(model), copy.deepcopy(model.state_dict()))
+    before = evaluate(model)["valid_core_bits"]     # the weights to beat: the pretrained ones
     return fit(model, optimizer, step, len(tokens), fit_settings, generator, evaluate,
-               start=(start[0]["valid_core_bits"], start[1]), device=device,
+               start=(before, copy.deepcopy(model.state_dict())), device=device,
                label="splice pretext ", log=log)
 
 

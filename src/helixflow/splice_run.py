@@ -34,7 +34,9 @@ from .errors import InputError
 from .evaluate import bootstrap_metrics
 from .files import write_tsv
 from .genome import Genome
+from .intervals import resolve_splits
 from .models.encoders import build_encoder
+from .motifs import kl_columns, pfm_to_ppm, pwm_logodds
 from .records import write_record
 from .splice import (
     CONSENSUS,
@@ -43,11 +45,8 @@ from .splice import (
     base_counts,
     consensus_of,
     core_slice,
-    kl_bits,
     matches_consensus,
     oriented_window,
-    pwm,
-    pwm_log_odds,
     pwm_scores,
     read_introns,
     sample_decoys,
@@ -73,27 +72,14 @@ DEFAULTS = {"flank": 100, "decoys_per_site": 10, "pseudocount": 0.5,
             "n_boot": 1000, "pretext": {}, "classifier": {},
             # the encoder when there is no pretrained one (pretraining: null)
             "encoder": {"architecture": "dilated_cnn"}}
-PRETEXT_MODELS = {"splice_pretext": "pretext (this work)",
-                  "mlm_zero_shot": "MLM, before the pretext",
-                  "training_pwm": "PWM of training sites", "background": "base composition"}
-CLASSIFIERS = {"from_pretext": "fine-tuned from the pretext encoder",
-               "from_pretrained": "fine-tuned from the MLM encoder",
-               "scratch": "same network from scratch", "pwm": "PWM log-odds"}
 
 
-def split_of(chrom: str, splits: dict[str, list[str]]) -> str:
-    """'valid', 'test' or 'train' (an empty train list means every other chromosome)."""
-    for part in ("valid", "test"):
-        if chrom in splits[part]:
-            return part
-    return "train" if not splits.get("train") or chrom in splits["train"] else "unused"
-
-
-def site_windows(genome: Genome, sites: pd.DataFrame, splits: dict[str, list[str]], flank: int,
+def site_windows(genome: Genome, sites: pd.DataFrame, split_of: dict[str, str], flank: int,
                  decoys_per_site: int, seed: int) -> pd.DataFrame:
     """Annotated sites (label 1) and decoys (label 0) with their oriented windows: chrom,
-    junction, strand, kind, split, label, window. Sites whose window has an N or runs off
-    the chromosome are dropped; decoys are drawn per chromosome and kind, one chromosome
+    junction, strand, kind, split (``split_of``, :func:`helixflow.intervals.resolve_splits`;
+    "unused" off every split), label, window. Sites whose window has an N or runs off the
+    chromosome are dropped; decoys are drawn per chromosome and kind, one chromosome
     in memory at a time."""
     rng = np.random.default_rng(seed)
     frames = []
@@ -110,9 +96,15 @@ def site_windows(genome: Genome, sites: pd.DataFrame, splits: dict[str, list[str
             frames.append(rows.assign(chrom=chrom, kind=kind))
     table = pd.concat(frames, ignore_index=True)
     table = table[table["window"].map(lambda w: w is not None and "N" not in w)]
-    table["split"] = [split_of(c, splits) for c in table["chrom"]]
+    table["split"] = [split_of.get(c, "unused") for c in table["chrom"]]
     return table[["chrom", "junction", "strand", "kind", "split", "label", "window"]].reset_index(
         drop=True)
+
+
+def base_composition(windows: list[str]) -> np.ndarray:
+    """Frequencies (4,) of A, C, G, T over every base of ``windows``."""
+    counts = base_counts(windows, slice(None)).sum(axis=1)
+    return counts / counts.sum()
 
 
 def bits_interval(bits: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
@@ -136,7 +128,7 @@ def pretext_rows(kind: str, probs: dict[str, np.ndarray], bases: np.ndarray,
         rows.append({"kind": kind, "model": model, "n_sites": len(bases),
                      "bits_per_base": float(bits.mean()), "bits_lo": lo, "bits_hi": hi,
                      "accuracy": float((p.argmax(-1) == bases)[known].mean()),
-                     "kl_bits": float(kl_bits(annotated, predicted).mean()),
+                     "kl_bits": max(0.0, float(kl_columns(annotated, predicted).mean())),
                      "consensus": consensus_of(predicted),
                      "fits_yeast_consensus": matches_consensus(consensus_of(predicted),
                                                                CONSENSUS[kind])})
@@ -171,14 +163,15 @@ def run_splice(fasta: str, gff: str, splits: dict[str, list[str]], out_dir: str 
     introns = read_introns(gff)
     introns = introns[introns["chrom"].isin(genome.sizes)]
     sites = sites_of(introns)
-    parts = {split_of(c, splits) for c in sites["chrom"]}
+    split_of = resolve_splits(genome.sizes, splits["valid"], splits["test"], splits.get("train"))
+    parts = {split_of.get(c) for c in sites["chrom"]}
     missing = [p for p in ("train", "valid", "test") if p not in parts]
     if missing:
         raise InputError(f"no intron (two exons of one transcript) on the {', '.join(missing)} "
                          f"chromosomes of {fasta}", path=gff,
                          fix="give an annotation with exon lines of this genome, with its "
                          "chromosome names, or set 'splice: null'")
-    table = site_windows(genome, sites, splits, flank, params["decoys_per_site"], seed)
+    table = site_windows(genome, sites, split_of, flank, params["decoys_per_site"], seed)
     real = table[table["label"] == 1]
     counts = real.groupby(["split", "kind"]).size()
     print(f"splice: {len(introns)} introns; sites per split and kind {counts.to_dict()}; "
@@ -200,9 +193,9 @@ def run_splice(fasta: str, gff: str, splits: dict[str, list[str]], out_dir: str 
         tokens, core = arrays(test)
         bases = true_bases(tokens, core)
         part = core_slice(kind, flank)
-        train_pwm = pwm(base_counts(train_w, part), params["pseudocount"])
-        annotated = pwm(base_counts(list(test["window"]), part), params["pseudocount"])
-        composition = pwm(base_counts(train_w, slice(None)).sum(1, keepdims=True), 0)[:, 0]
+        train_pwm = pfm_to_ppm(base_counts(train_w, part), params["pseudocount"])
+        annotated = pfm_to_ppm(base_counts(list(test["window"]), part), params["pseudocount"])
+        composition = base_composition(train_w)
         probs = {"splice_pretext": core_probabilities(model, tokens, core),
                  "mlm_zero_shot": core_probabilities(before.to(device), tokens, core),
                  "training_pwm": np.broadcast_to(train_pwm.T, (len(test), *train_pwm.T.shape)),
@@ -217,7 +210,7 @@ def run_splice(fasta: str, gff: str, splits: dict[str, list[str]], out_dir: str 
 
     # --- 2. classifiers
     encoders = {"from_pretext": model.encoder.cpu(), "from_pretrained": before.encoder.cpu(),
-                "scratch": build_encoder({k: v for k, v in before.encoder.config.items()})}
+                "scratch": build_encoder(dict(before.encoder.config))}
     if pretrained is None:
         del encoders["from_pretrained"]
     metric_rows, predictions, histories = [], [], []
@@ -236,10 +229,10 @@ def run_splice(fasta: str, gff: str, splits: dict[str, list[str]], out_dir: str 
         lo, hi = params["pwm_span"][kind]
         part = slice(flank + lo, flank + hi)
         train_rows = rows[(rows["split"] == "train")]
-        composition = pwm(base_counts(list(train_rows["window"]), slice(None)).sum(
-            1, keepdims=True), 0)[:, 0]
-        log_odds = pwm_log_odds(pwm(base_counts(list(train_rows[train_rows["label"] == 1][
-            "window"]), part), params["pseudocount"]), composition)
+        sites_pwm = pfm_to_ppm(base_counts(list(train_rows[train_rows["label"] == 1]["window"]),
+                                           part), params["pseudocount"])
+        log_odds = pwm_logodds(sites_pwm, base_composition(list(train_rows["window"])),
+                               pseudocount=0.0)
         scores["pwm"] = pwm_scores(list(rows[rows["split"] == "test"]["window"]), log_odds, part)
         y = data["test"][1]
         for name, score in scores.items():

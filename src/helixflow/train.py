@@ -157,16 +157,22 @@ def train_cnn(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
         raise InputError(f"unknown loss {cfg.loss!r}", fix="use one of " + ", ".join(LOSSES))
     restarts: list[dict] = []
     for attempt in range(cfg.restarts + 1):
-        run = cfg if attempt == 0 else replace(cfg, seed=cfg.seed + attempt,
-                                               lr=cfg.lr / 2 ** attempt)
-        last = attempt == cfg.restarts
+        run = restart_config(cfg, attempt)
         try:
-            return _train_once(X_train, y_train, X_valid, y_valid, run, restarts, last, log)
+            return _train_once(X_train, y_train, X_valid, y_valid, run, restarts,
+                               attempt == cfg.restarts, log)
         except CollapsedNetworkError as dead:
             restarts.append({"seed": run.seed, "lr": run.lr, "collapsed_after_epoch": dead.epoch})
-            print(f"{dead}: restarting with seed {cfg.seed + attempt + 1} and lr "
-                  f"{cfg.lr / 2 ** (attempt + 1):g}", file=log, flush=True)
+            after = restart_config(cfg, attempt + 1)
+            print(f"{dead}: restarting with seed {after.seed} and lr {after.lr:g}", file=log,
+                  flush=True)
     raise AssertionError("unreachable: the last run never raises CollapsedNetworkError")
+
+
+def restart_config(cfg: TrainConfig, attempt: int) -> TrainConfig:
+    """The settings of run ``attempt`` (0 = ``cfg``): the next seed, half the lr each time."""
+    return cfg if attempt == 0 else replace(cfg, seed=cfg.seed + attempt,
+                                            lr=cfg.lr / 2 ** attempt)
 
 
 def _train_once(X_train: np.ndarray, y_train: np.ndarray, X_valid: np.ndarray,
